@@ -1,0 +1,32 @@
+# The set-up entry point: `make demo` and `make test` create .venv and install everything the
+# project needs (nothing by hand, nothing as root), then run. Re-running only re-installs when
+# pyproject.toml changed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := demo
+
+.PHONY: demo test setup clean-demo
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU build of PyTorch first: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	# tinysoundfont's optional pyaudio dependency does not build; it is not needed.
+	$(BIN)/pip install -q --no-deps tinysoundfont==0.3.7
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# The main job on the embedded demo corpus.
+demo: setup
+	$(BIN)/cmav-data make-demo-urmp $(DEMO)/urmp
+	$(BIN)/cmav-data inspect-urmp $(DEMO)/urmp --json $(DEMO)/urmp_summary.json
+
+test: setup
+	$(BIN)/python -m pytest -n 2 -q -rs
+
+clean-demo:
+	rm -rf $(DEMO)

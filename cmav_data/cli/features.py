@@ -1,0 +1,7 @@
+"""`cmav-data` commands: features (thin shims over the library)."""
+
+from __future__ import annotations
+
+import click
+
+from cmav_data.cli import main

@@ -1,0 +1,71 @@
+"""The pair manifest: one schema module owns the columns; readers and writers import it.
+
+A manifest is a Parquet table with one row per image/sound pair. Its key/value metadata holds the
+schema version and the build options that change bytes (never paths or worker counts), so two
+builds with the same inputs and options give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cmav_data.atomic import atomic_path
+
+SCHEMA_VERSION = "1"
+
+PAIR_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # "<class><NN>_<t>", t = window end in ms
+        pa.field("split", pa.string(), nullable=False),  # "train" | "validation"
+        pa.field("class_name", pa.string(), nullable=False),  # Sub-URMP class folder
+        pa.field("class_index", pa.int32(), nullable=False),  # index into instruments.CLASS_NAMES
+        pa.field("recording", pa.string(), nullable=False),  # "<class><NN>"
+        pa.field("piece", pa.string(), nullable=False),  # URMP piece folder
+        pa.field("part", pa.int32(), nullable=False),  # 1-based part (player) index in the piece
+        pa.field("t_start", pa.float64(), nullable=False),  # window start, seconds
+        pa.field("t_end", pa.float64(), nullable=False),  # window end, seconds (the name's t)
+        pa.field("frame_index", pa.int64(), nullable=False),  # video frame the image was cut from
+        pa.field("image_path", pa.string(), nullable=False),  # relative to the dataset root
+        pa.field("image_sha256", pa.string(), nullable=False),
+        pa.field("audio_path", pa.string(), nullable=False),
+        pa.field("audio_sha256", pa.string(), nullable=False),
+        pa.field("note_coverage", pa.float32(), nullable=False),  # fraction of the window with notes
+        pa.field("mean_f0", pa.float32(), nullable=False),  # mean voiced F0 in Hz, 0 when unvoiced
+        pa.field("silent", pa.bool_(), nullable=False),
+        pa.field("source_audio_sha256", pa.string(), nullable=False),
+        pa.field("source_video_sha256", pa.string(), nullable=False),
+    ]
+)
+
+# Extra columns of an embedded manifest / published shard: the media bytes themselves.
+MEDIA_FIELDS = [pa.field("image_bytes", pa.binary()), pa.field("audio_bytes", pa.binary())]
+EMBEDDED_SCHEMA = pa.schema(list(PAIR_SCHEMA) + MEDIA_FIELDS)
+
+METADATA_KEY = b"cmav"
+
+
+def table_metadata(kind: str, options: Mapping[str, Any]) -> dict[bytes, bytes]:
+    """Parquet key/value metadata: schema version, dataset kind, byte-changing build options."""
+    payload = {"schema_version": SCHEMA_VERSION, "kind": kind, "options": dict(options)}
+    return {METADATA_KEY: json.dumps(payload, sort_keys=True).encode()}
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
+
+
+def write_table(table: pa.Table, path: str | os.PathLike, metadata: Mapping[bytes, bytes]) -> None:
+    """Write ``table`` atomically with fixed writer settings, so equal tables give equal bytes."""
+    table = table.replace_schema_metadata(dict(metadata))
+    with atomic_path(path, suffix=".parquet") as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=65536, write_statistics=True)
+
+
+def read_manifest(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    return pq.read_table(path, columns=columns)
