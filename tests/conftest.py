@@ -14,3 +14,8 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is absent")
     return SHARED
+
+import sys
+
+# Test helpers (tests/urmp_tree.py) import as plain modules.
+sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,0 +1,3 @@
+from cmav_data.cli import main
+
+main(prog_name="cmav-data")

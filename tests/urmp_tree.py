@@ -1,0 +1,49 @@
+"""Small hand-made URMP trees for reader tests: real WAVs, real MIDI, real H.264 made by ffmpeg."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pretty_midi
+import soundfile as sf
+
+from cmav_data.corpora.urmp import parse_folder
+
+
+def write_tone(path: Path, seconds: float, freq: float = 440.0, sr: int = 48_000, data: np.ndarray | None = None) -> None:
+    if data is None:
+        t = np.arange(int(seconds * sr)) / sr
+        data = 0.3 * np.sin(2 * np.pi * freq * t)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, data, sr, subtype="PCM_24")
+
+
+def write_video(path: Path, seconds: float, size: str = "64x36") -> None:
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
+         f"testsrc=size={size}:rate=30000/1001", "-t", f"{seconds}", "-c:v", "libx264",
+         "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )
+
+
+def make_piece(root: Path, folder: str, seconds: float = 1.0, file_codes: dict[int, str] | None = None,
+               video_seconds: float | None = None) -> Path:
+    """A complete piece folder with tones of different pitch per part."""
+    number, name, codes = parse_folder(folder)
+    stem = f"{number:02d}_{name}"
+    path = root / folder
+    path.mkdir(parents=True)
+    for k, code in enumerate(codes, 1):
+        fc = (file_codes or {}).get(k, code)
+        freq = 110.0 * k + number  # every track of the tree differs
+        write_tone(path / f"AuSep_{k}_{fc}_{stem}.wav", seconds, freq=freq)
+        (path / f"Notes_{k}_{fc}_{stem}.txt").write_text(f"0.0000000\t{freq:.3f}\t{seconds:.7f}\n")
+        (path / f"F0s_{k}_{fc}_{stem}.txt").write_text(f"0.0000000\t{freq:.3f}\n")
+    write_tone(path / f"AuMix_{folder}.wav", seconds)
+    pretty_midi.PrettyMIDI().write(str(path / f"Sco_{folder}.mid"))
+    write_video(path / f"Vid_{folder}.mp4", video_seconds if video_seconds is not None else seconds)
+    return path
