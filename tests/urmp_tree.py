@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -21,17 +22,36 @@ def write_tone(path: Path, seconds: float, freq: float = 440.0, sr: int = 48_000
     sf.write(path, data, sr, subtype="PCM_24")
 
 
+FPS = Fraction(30000, 1001)
+
+
+def frame_colour(k: int) -> tuple[int, int, int]:
+    """The flat colour of frame k in coded videos: k can be read back from a decoded frame."""
+    return (k % 16) * 16 + 8, (k // 16 % 16) * 16 + 8, 128
+
+
+def decode_frame_number(rgb: np.ndarray) -> int:
+    r, g = (rgb[..., :2].reshape(-1, 2).mean(axis=0) - 8) / 16
+    return int(round(g)) * 16 + int(round(r))
+
+
 def write_video(path: Path, seconds: float, size: str = "64x36") -> None:
+    """H.264 at 29.97 fps whose frame k is filled with ``frame_colour(k)`` (lossless, so exact)."""
+    w, h = map(int, size.split("x"))
+    n = int(seconds * FPS + Fraction(1, 2))
+    frames = np.empty((n, h, w, 3), np.uint8)
+    for k in range(n):
+        frames[k] = frame_colour(k)
     subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
-         f"testsrc=size={size}:rate=30000/1001", "-t", f"{seconds}", "-c:v", "libx264",
-         "-pix_fmt", "yuv420p", str(path)],
-        check=True,
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+         "-s", size, "-r", "30000/1001", "-i", "-", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p",
+         str(path)],
+        input=frames.tobytes(), check=True,
     )
 
 
 def make_piece(root: Path, folder: str, seconds: float = 1.0, file_codes: dict[int, str] | None = None,
-               video_seconds: float | None = None) -> Path:
+               video_seconds: float | None = None, size: str = "64x36") -> Path:
     """A complete piece folder with tones of different pitch per part."""
     number, name, codes = parse_folder(folder)
     stem = f"{number:02d}_{name}"
@@ -45,5 +65,5 @@ def make_piece(root: Path, folder: str, seconds: float = 1.0, file_codes: dict[i
         (path / f"F0s_{k}_{fc}_{stem}.txt").write_text(f"0.0000000\t{freq:.3f}\n")
     write_tone(path / f"AuMix_{folder}.wav", seconds)
     pretty_midi.PrettyMIDI().write(str(path / f"Sco_{folder}.mid"))
-    write_video(path / f"Vid_{folder}.mp4", video_seconds if video_seconds is not None else seconds)
+    write_video(path / f"Vid_{folder}.mp4", video_seconds if video_seconds is not None else seconds, size)
     return path

@@ -5,3 +5,75 @@ from __future__ import annotations
 import click
 
 from cmav_data.cli import main
+from pathlib import Path
+
+from cmav_data.parallel import executor_for
+from cmav_data.recipes.build import BuildError
+from cmav_data.recipes.suburmp import SubUrmpOptions, build_suburmp
+
+BUILD_EPILOG = """\b
+Examples:
+  cmav-data make-demo-urmp demo/urmp && cmav-data build-suburmp demo/urmp demo/suburmp -j 2
+  cmav-data build-suburmp ~/data/URMP ~/data/Sub-URMP --image-size 128 -j 8
+  cmav-data build-suburmp ~/data/URMP out --resume            # finish an interrupted build
+  cmav-data build-suburmp ~/data/URMP out --fault-tolerant --allow-failures
+"""
+
+
+def _ms(seconds: float, what: str) -> int:
+    ms = round(seconds * 1000)
+    if abs(ms - seconds * 1000) > 1e-6 or ms <= 0:
+        raise click.BadParameter(f"{what} must be a positive whole number of milliseconds, got {seconds}")
+    return ms
+
+
+@main.command("build-suburmp", epilog=BUILD_EPILOG)
+@click.argument("urmp_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--sample-rate", type=click.IntRange(min=1000), default=44_100, help="Sample rate of the sound chunks (Hz).")
+@click.option("--window", type=float, default=0.5, help="Window length in seconds.")
+@click.option("--hop", type=float, default=0.1, help="Hop between windows in seconds.")
+@click.option("--channels", type=click.IntRange(1, 2), default=2, help="Channels of the chunk WAVs (the release has 2 identical ones).")
+@click.option("--image-size", type=click.IntRange(min=8), default=None, help="Also write square copies of this size under img_<N>/ (padded, not stretched).")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, help="JPEG quality of the images.")
+@click.option("--drop-silent", is_flag=True, help="Leave out silent windows (the release keeps them).")
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV of 'recording,split' (recording: violin03 or a part key like 24_Pirates_vn_vn_va_vc/3).")
+@click.option("--crop-table", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV folder,part,left,top,right,bottom overriding the player crop boxes.")
+@click.option("--max-length-mismatch", type=float, default=1.0, help="Seconds a track and its video may differ by before it is bad input.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, help="Worker processes (one piece's video each).")
+@click.option("--resume", is_flag=True, help="Finish an interrupted build in OUT (same inputs and options).")
+@click.option("--overwrite", is_flag=True, help="Delete OUT first if it is not empty.")
+@click.option("--fault-tolerant", is_flag=True, help="Build what can be built, list bad input in OUT/failures.jsonl.")
+@click.option("--allow-failures", is_flag=True, help="With --fault-tolerant: exit 0 even if some recordings failed.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def build_suburmp_command(urmp_dir: Path, out: Path, sample_rate: int, window: float, hop: float, channels: int,
+                          image_size: int | None, jpeg_quality: int, drop_silent: bool, split_file: Path | None,
+                          crop_table: Path | None, max_length_mismatch: float, jobs: int, resume: bool,
+                          overwrite: bool, fault_tolerant: bool, allow_failures: bool, quiet: bool) -> None:
+    """Build Sub-URMP (image/sound pairs of one player) from a URMP tree, in the published layout."""
+    try:
+        options = SubUrmpOptions(sample_rate=sample_rate, window_ms=_ms(window, "--window"), hop_ms=_ms(hop, "--hop"),
+                                 channels=channels, jpeg_quality=jpeg_quality, image_size=image_size,
+                                 drop_silent=drop_silent, max_length_mismatch=max_length_mismatch)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    try:
+        with executor_for(jobs) as executor:
+            result = build_suburmp(urmp_dir, out, options, split_file=split_file, crop_table=crop_table,
+                                   executor=executor, resume=resume, overwrite=overwrite,
+                                   fault_tolerant=fault_tolerant, progress=not quiet)
+    except BuildError as e:
+        raise click.ClickException(str(e)) from None
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    n_train = sum(c["train"] for c in result.counts.values())
+    click.echo(f"{result.n_pairs} pairs ({n_train} train, {result.n_pairs - n_train} validation) "
+               f"in {result.out} ({result.seconds:.1f} s)")
+    if result.failures:
+        click.echo(f"{len(result.failures)} recording(s) failed, see {result.out / 'failures.jsonl'}:", err=True)
+        for failure in result.failures:
+            click.echo(f"  {failure}", err=True)
+        if not allow_failures:
+            raise SystemExit(1)

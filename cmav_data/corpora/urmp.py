@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+
 from cmav_data.checksum import sha256_file
 from cmav_data.instruments import INSTRUMENTS, Instrument
 from cmav_data.manifests import MANIFESTS_DIR
@@ -220,6 +222,40 @@ def _file_code(path: Path, k: int, code: str, stem: str, indexed: tuple[IndexPar
         return indexed[k - 1].file_code
     found = sorted(path.glob(f"AuSep_{k}_*_{stem}.wav"))
     return found[0].name.split("_")[2] if len(found) == 1 else code
+
+
+# ----------------------------------------------------------------------------------------------
+# Annotations
+
+
+def read_notes(path: str | os.PathLike) -> np.ndarray:
+    """``Notes_*`` as an array [n, 3] of (onset s, pitch Hz, duration s)."""
+    return _read_columns(path, 3)
+
+
+def read_f0s(path: str | os.PathLike) -> np.ndarray:
+    """``F0s_*`` as an array [n, 2] of (time s, F0 Hz; 0 when unvoiced)."""
+    return _read_columns(path, 2)
+
+
+def _read_columns(path: str | os.PathLike, n_columns: int) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(path, "missing file")
+    rows = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                values = [float(x) for x in fields[:n_columns]]
+            except ValueError:
+                values = []
+            if len(values) != n_columns or not np.isfinite(values).all():
+                raise MediaError(path, f"line {lineno}: expected {n_columns} numbers, got {line.strip()[:60]!r}")
+            rows.append(values)
+    return np.asarray(rows, dtype=np.float64).reshape(-1, n_columns)
 
 
 # ----------------------------------------------------------------------------------------------

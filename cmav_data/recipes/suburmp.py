@@ -1,0 +1,523 @@
+"""Sub-URMP: image/sound pairs of one player at a time, built from a URMP tree.
+
+Origin: L. Chen, S. Srivastava, Z. Duan, C. Xu, "Deep Cross-Modal Audio-Visual Generation",
+ACM Multimedia Thematic Workshops 2017 (arXiv:1704.08292). The published release has 13 classes,
+72 recordings, 80,805 pairs (71,230 train / 9,575 validation); its per-recording facts are committed
+in ``manifests/suburmp_published_recordings.csv``. Sources: URMP (CC BY-NC-SA 4.0).
+
+Conventions (the published release's, the defaults here):
+- a recording is one player's separated track (``AuSep``); byte-identical tracks that appear in two
+  pieces (URMP's 24/25 Pirates viola) are one recording, attributed to the first piece;
+- recording index NN: per class, recordings in order of (piece number, part index), from 00;
+- a pair is a window of ``window`` seconds every ``hop`` seconds, named ``<class><NN>_<t>`` with t the
+  window's END in milliseconds (500, 600, ...); a window is kept while it lies inside both the audio
+  and the video;
+- sound: the window of the track resampled to 44.1 kHz (soxr HQ), 16-bit PCM WAV with two identical
+  channels (as published);
+- image: the video frame shown at the instant just before t, i.e. frame ``ceil(t * fps) - 1``
+  counted from 0 (exact rational arithmetic, so 29.97 fps is frame accurate), cropped to the player's
+  column (``cmav_data.layout.player_box``, or a row of ``manifests/suburmp_crops.csv``), JPEG at the
+  crop's own resolution. The published images came from per-player footage URMP does not
+  distribute; cmav's are crops of the public assembled video;
+- split by whole recording: per class one recording held out for validation, two for classes with
+  10 or more recordings; held out are the recordings at positions 1 and n-2 of the class's NN order
+  (position 1 alone when one is held out). On the published class sizes this gives exactly the
+  published number of held-out recordings per class (sax: 01 and 08, as published).
+Per pair the manifest also records the note coverage of the window (``Notes_*``), its mean voiced
+F0 (``F0s_*``), and a silent flag (RMS below ``silence_dbfs``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import time
+from collections import defaultdict
+from concurrent.futures import Executor
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+import cmav_data
+from cmav_data.atomic import write_bytes, write_text
+from cmav_data.checksum import sha256_bytes, sha256_file
+from cmav_data.corpora.urmp import Part, Piece, UrmpError, load_urmp, read_f0s, read_notes
+from cmav_data.instruments import CLASS_NAMES
+from cmav_data.layout import player_box
+from cmav_data.manifest import PAIR_SCHEMA, table_metadata, write_table
+from cmav_data.manifests import MANIFESTS_DIR
+from cmav_data.media import MediaError, probe_audio, probe_video, read_audio_mono, resample, wav_bytes
+from cmav_data.progress import progress_map
+from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure
+
+SPLITS = ("train", "validation")
+COMMITTED_CROPS = MANIFESTS_DIR / "suburmp_crops.csv"
+
+
+@dataclass(frozen=True)
+class SubUrmpOptions:
+    """Every option that changes the bytes of a build (recorded in the manifest's metadata)."""
+
+    sample_rate: int = 44_100
+    window_ms: int = 500
+    hop_ms: int = 100
+    channels: int = 2
+    jpeg_quality: int = 90
+    image_size: int | None = None  # also write a square copy (padded, then resized) of this size
+    drop_silent: bool = False
+    silence_dbfs: float = -60.0
+    max_length_mismatch: float = 1.0  # seconds a track and its video may differ by
+
+    def __post_init__(self) -> None:
+        if self.window_ms <= 0 or self.hop_ms <= 0:
+            raise ValueError("window and hop must be positive")
+        if self.window_ms * self.sample_rate % 1000:
+            raise ValueError(f"a {self.window_ms} ms window is not a whole number of samples at {self.sample_rate} Hz")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One player's take: the unit of work and of resume."""
+
+    name: str  # <class><NN>
+    class_name: str
+    class_index: int
+    nn: int
+    piece: str
+    part: int
+    split: str
+    audio: str
+    notes: str
+    f0s: str
+    video: str
+    crop: tuple[int, int, int, int]
+    audio_sha256: str
+    video_sha256: str
+    also_in: tuple[str, ...] = ()  # other part keys carrying the identical take
+    window_ends_ms: tuple[int, ...] = ()
+
+
+@dataclass
+class SubUrmpPlan:
+    recordings: list[Recording]
+    failures: list[UnitFailure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------
+# Planning: names, NN indices, splits, windows; media are probed, not decoded.
+
+
+@dataclass(frozen=True)
+class _PieceProbe:
+    folder: str
+    video_sha256: str | None
+    video_frames: int | None
+    fps: Fraction | None
+    size: tuple[int, int] | None
+    parts: tuple[tuple[int, str | None, int | None, int | None], ...]  # (part, sha256, frames, sr)
+    failures: tuple[UnitFailure, ...]
+
+
+def _probe_piece(piece: Piece) -> _PieceProbe:
+    failures = []
+    video_sha = fps = size = n_frames = None
+    try:
+        v = probe_video(piece.video)
+        video_sha, fps, size, n_frames = sha256_file(piece.video), v.fps, (v.width, v.height), v.n_frames
+    except MediaError as e:
+        failures.append(UnitFailure(piece.folder, e.path, e.cause))
+    parts = []
+    for part in piece.parts:
+        try:
+            info = probe_audio(part.audio)
+            for annotation in (part.notes, part.f0s):
+                if not annotation.is_file():
+                    raise MediaError(annotation, "missing file")
+            parts.append((part.index, sha256_file(part.audio), info.frames, info.samplerate))
+        except MediaError as e:
+            failures.append(UnitFailure(part.key, e.path, e.cause))
+            parts.append((part.index, None, None, None))
+    return _PieceProbe(piece.folder, video_sha, n_frames, fps, size, tuple(parts), tuple(failures))
+
+
+def read_crop_table(path: str | os.PathLike) -> dict[tuple[str, int], tuple[int, int, int, int]]:
+    """(piece folder, part) -> crop box, from a CSV with columns folder,part,left,top,right,bottom."""
+    out = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            try:
+                out[(row["folder"], int(row["part"]))] = tuple(int(row[k]) for k in ("left", "top", "right", "bottom"))
+            except (KeyError, ValueError) as e:
+                raise BuildError(f"{path}: bad crop row {row} ({e})") from None
+    return out
+
+
+def read_split_file(path: str | os.PathLike) -> dict[str, str]:
+    """recording name (``violin03``) or part key (``24_Pirates_vn_vn_va_vc/3``) -> split."""
+    out = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for lineno, row in enumerate(csv.reader(f), 1):
+            if not row or row[0].startswith("#") or row == ["recording", "split"]:
+                continue
+            if len(row) != 2 or row[1].strip() not in SPLITS:
+                raise BuildError(f"{path}: line {lineno}: expected 'recording,split' with split in {SPLITS}")
+            out[row[0].strip()] = row[1].strip()
+    return out
+
+
+def held_out_positions(n: int) -> tuple[int, ...]:
+    """Positions (in NN order) of a class's validation recordings under the default rule."""
+    if n < 2:
+        return ()  # a class with one recording stays in train (reported as a warning)
+    if n >= 10:
+        return (1, n - 2)
+    return (1,)
+
+
+def window_ends_ms(audio_seconds: Fraction, video_seconds: Fraction, options: SubUrmpOptions) -> tuple[int, ...]:
+    """Window ends t (ms) from ``window_ms`` by ``hop_ms`` while the window lies inside audio and video."""
+    limit = min(audio_seconds, video_seconds) * 1000
+    if limit < options.window_ms:
+        return ()
+    n = int((limit - options.window_ms) // options.hop_ms) + 1
+    return tuple(options.window_ms + k * options.hop_ms for k in range(n))
+
+
+def frame_index(t_ms: int, fps: Fraction) -> int:
+    """The frame shown at the instant just before t: ceil(t * fps) - 1, exactly."""
+    x = Fraction(t_ms, 1000) * fps
+    return math.ceil(x) - 1
+
+
+def plan_suburmp(urmp_dir: str | os.PathLike, options: SubUrmpOptions, split_file: str | os.PathLike | None = None,
+                 crop_table: str | os.PathLike | None = None, executor: Executor | None = None,
+                 progress: bool = True) -> SubUrmpPlan:
+    try:
+        corpus = load_urmp(urmp_dir)
+    except UrmpError as e:
+        raise BuildError(str(e)) from None
+    plan = SubUrmpPlan(recordings=[])
+    for problem in corpus.problems:
+        if "in the index" in problem.cause:  # a partial copy, or pieces a user added
+            plan.warnings.append(str(problem))
+        else:
+            plan.failures.append(UnitFailure(Path(problem.path).name, problem.path, problem.cause))
+    crops = read_crop_table(COMMITTED_CROPS)
+    if crop_table:
+        crops.update(read_crop_table(crop_table))
+    splits = read_split_file(split_file) if split_file else None
+
+    probes = {p.folder: p for p in progress_map(_probe_piece, corpus.pieces, executor, desc="probe", unit="piece",
+                                                 enabled=progress)}
+    # One entry per distinct take, in (piece, part) order; identical takes join the first one.
+    takes: list[tuple[Piece, Part, _PieceProbe, int | None, int | None]] = []
+    first_by_sha: dict[str, int] = {}
+    also: dict[int, list[str]] = defaultdict(list)
+    for piece in corpus.pieces:
+        probe = probes[piece.folder]
+        plan.failures.extend(probe.failures)
+        for part, (_, sha, frames, sr) in zip(piece.parts, probe.parts):
+            if sha is not None and sha in first_by_sha:
+                also[first_by_sha[sha]].append(part.key)
+                continue
+            if sha is not None:
+                first_by_sha[sha] = len(takes)
+            takes.append((piece, part, probe, frames, sr))
+
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for i, (_, part, *_rest) in enumerate(takes):
+        by_class[part.instrument.class_name].append(i)
+    split_of: dict[int, str] = {}
+    for class_name, members in by_class.items():
+        held = {members[p] for p in held_out_positions(len(members))}
+        if len(members) < 2:
+            plan.warnings.append(f"class {class_name} has one recording: it has no validation data")
+        for i in members:
+            split_of[i] = "validation" if i in held else "train"
+
+    names = {}
+    for class_name, members in by_class.items():
+        for nn, i in enumerate(members):
+            names[i] = f"{class_name}{nn:02d}"
+    for i, (piece, part, probe, frames, sr) in enumerate(takes):
+        name = names[i]
+        split = split_of[i]
+        if splits is not None:
+            split = splits.get(name) or splits.get(part.key) or next(
+                (splits[k] for k in also[i] if k in splits), None)
+            if split is None:
+                raise BuildError(f"{split_file}: no split for recording {name} ({part.key})")
+        if frames is None or probe.video_frames is None:
+            continue  # its failure is already recorded
+        audio_s = Fraction(frames, sr)
+        video_s = probe.video_frames / probe.fps
+        if abs(audio_s - video_s) > Fraction(options.max_length_mismatch).limit_denominator(1000):
+            plan.failures.append(UnitFailure(
+                name, str(piece.video),
+                f"track and video lengths differ by {float(abs(audio_s - video_s)):.2f} s "
+                f"({part.audio.name}: {float(audio_s):.2f} s, video: {float(video_s):.2f} s)"))
+            continue
+        width, height = probe.size
+        crop = crops.get((piece.folder, part.index)) or player_box(width, height, len(piece.parts), part.index)
+        plan.recordings.append(Recording(
+            name=name, class_name=part.instrument.class_name, class_index=CLASS_NAMES.index(part.instrument.class_name),
+            nn=int(name[-2:]), piece=piece.folder, part=part.index, split=split, audio=str(part.audio),
+            notes=str(part.notes), f0s=str(part.f0s), video=str(piece.video), crop=crop,
+            audio_sha256=probe.parts[part.index - 1][1], video_sha256=probe.video_sha256,
+            also_in=tuple(also[i]), window_ends_ms=window_ends_ms(audio_s, video_s, options),
+        ))
+    plan.recordings.sort(key=lambda r: (r.class_index, r.nn))
+    return plan
+
+
+# ----------------------------------------------------------------------------------------------
+# Building one piece: audio chunks per recording, then one pass over the video for all its players.
+
+
+@dataclass(frozen=True)
+class _PieceJob:
+    out: str
+    video: str
+    fps: Fraction
+    recordings: tuple[Recording, ...]
+    options: SubUrmpOptions
+
+
+def media_paths(rec: Recording, t_ms: int, image_size: int | None = None) -> tuple[str, str, str | None]:
+    """Relative paths of a pair's image, audio and optional square image (the published layout)."""
+    name = f"{rec.name}_{t_ms}"
+    sub = f"{rec.split}/{rec.class_name}/{name}"
+    square = f"img_{image_size}/{sub}.jpg" if image_size else None
+    return f"img/{sub}.jpg", f"chunk/{sub}.wav", square
+
+
+def _window_stats(rec: Recording, options: SubUrmpOptions) -> Iterator[tuple[int, bytes, float, float, bool]]:
+    """(t_ms, wav bytes, note coverage, mean F0, silent) per window of a recording."""
+    x, sr_in = read_audio_mono(rec.audio)
+    x = resample(x, sr_in, options.sample_rate)
+    notes = read_notes(rec.notes)
+    f0s = read_f0s(rec.f0s)
+    n = options.window_ms * options.sample_rate // 1000
+    w = options.window_ms / 1000
+    for t_ms in rec.window_ends_ms:
+        end = t_ms * options.sample_rate // 1000
+        chunk = x[end - n:end]
+        if len(chunk) < n:  # resampling may shorten the track's tail by a sample
+            chunk = np.pad(chunk, (0, n - len(chunk)))
+        chunk = np.clip(chunk, -1.0, 32767 / 32768)  # libsndfile wraps, not clips, on overflow
+        rms = float(np.sqrt(np.mean(np.square(chunk, dtype=np.float64))))
+        silent = rms <= 10 ** (options.silence_dbfs / 20)
+        t1 = t_ms / 1000
+        t0 = t1 - w
+        coverage = _note_coverage(notes, t0, t1) / w
+        voiced = f0s[(f0s[:, 0] >= t0) & (f0s[:, 0] < t1) & (f0s[:, 1] > 0), 1] if len(f0s) else np.empty(0)
+        mean_f0 = float(voiced.mean()) if len(voiced) else 0.0
+        yield t_ms, wav_bytes(chunk, options.sample_rate, options.channels), coverage, mean_f0, silent
+
+
+def _note_coverage(notes: np.ndarray, t0: float, t1: float) -> float:
+    """Seconds of [t0, t1) covered by at least one note (overlapping notes counted once)."""
+    if not len(notes):
+        return 0.0
+    starts = np.clip(notes[:, 0], t0, t1)
+    ends = np.clip(notes[:, 0] + notes[:, 2], t0, t1)
+    covered, reach = 0.0, t0
+    for s, e in sorted(zip(starts, ends)):
+        s = max(s, reach)
+        if e > s:
+            covered += e - s
+            reach = e
+    return covered
+
+
+def _jpeg(img: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality, optimize=False, progressive=False)
+    return buf.getvalue()
+
+
+def _square(img: Image.Image, size: int) -> Image.Image:
+    """Pad to a square (black, centred) so the player keeps its proportions, then resize."""
+    side = max(img.size)
+    canvas = Image.new("RGB", (side, side))
+    canvas.paste(img, ((side - img.width) // 2, (side - img.height) // 2))
+    return canvas.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def _build_piece(job: _PieceJob) -> list[UnitFailure]:
+    """Write every pair of the job's recordings, then their unit files. Returns failures."""
+    out = Path(job.out)
+    opts = job.options
+    rows: dict[str, list[dict]] = {}
+    failures = []
+    wanted: dict[int, list[tuple[Recording, dict]]] = defaultdict(list)
+    for rec in job.recordings:
+        try:
+            rec_rows = []
+            for t_ms, wav, coverage, mean_f0, silent in _window_stats(rec, opts):
+                if opts.drop_silent and silent:
+                    continue
+                img_rel, wav_rel, _ = media_paths(rec, t_ms, opts.image_size)
+                write_bytes(out / wav_rel, wav)
+                row = dict(
+                    id=f"{rec.name}_{t_ms}", split=rec.split, class_name=rec.class_name, class_index=rec.class_index,
+                    recording=rec.name, piece=rec.piece, part=rec.part, t_start=(t_ms - opts.window_ms) / 1000,
+                    t_end=t_ms / 1000, frame_index=frame_index(t_ms, job.fps), image_path=img_rel, image_sha256="",
+                    audio_path=wav_rel, audio_sha256=sha256_bytes(wav), note_coverage=coverage, mean_f0=mean_f0,
+                    silent=silent, source_audio_sha256=rec.audio_sha256, source_video_sha256=rec.video_sha256,
+                )
+                rec_rows.append(row)
+                wanted[row["frame_index"]].append((rec, row))
+            rows[rec.name] = rec_rows
+        except MediaError as e:
+            failures.append(UnitFailure(rec.name, e.path, e.cause))
+    try:
+        _cut_images(job, wanted)
+    except MediaError as e:
+        return failures + [UnitFailure(name, e.path, e.cause) for name in sorted(rows)]
+    _write_units(out, job, rows)
+    return failures
+
+
+def _cut_images(job: _PieceJob, wanted: dict[int, list[tuple[Recording, dict]]]) -> None:
+    """One decode of the video; each wanted frame is cropped for every player that needs it."""
+    out = Path(job.out)
+    opts = job.options
+    if not wanted:
+        return
+    last = max(wanted)
+    try:
+        with av.open(job.video) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            # Frames are counted in presentation order: URMP's videos have a constant frame rate.
+            for index, frame in enumerate(container.decode(stream)):
+                if index in wanted:
+                    img = frame.to_image()
+                    for rec, row in wanted.pop(index):
+                        crop = img.crop(rec.crop)
+                        data = _jpeg(crop, opts.jpeg_quality)
+                        write_bytes(out / row["image_path"], data)
+                        row["image_sha256"] = sha256_bytes(data)
+                        if opts.image_size:
+                            square = media_paths(rec, int(round(row["t_end"] * 1000)), opts.image_size)[2]
+                            write_bytes(out / square, _jpeg(_square(crop, opts.image_size), opts.jpeg_quality))
+                if index >= last:
+                    break
+    except MediaError:
+        raise
+    except Exception as e:  # PyAV's decode errors on corrupt or truncated data
+        raise MediaError(job.video, f"video decode failed ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if wanted:
+        raise MediaError(job.video, f"video ends before frame {min(wanted)} (truncated?)")
+
+
+def _write_units(out: Path, job: _PieceJob, rows: dict[str, list[dict]]) -> None:
+    """Mark the job's recordings done, after all their media are in place."""
+    build = BuildDir(out)
+    for name, rec_rows in rows.items():
+        write_table(pa.Table.from_pylist(rec_rows, schema=PAIR_SCHEMA), build.unit_path(name), {})
+
+
+# ----------------------------------------------------------------------------------------------
+# The recipe.
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    n_pairs: int
+    counts: dict[str, dict[str, int]]  # class -> split -> pairs
+    failures: list[UnitFailure]
+    warnings: list[str]
+    seconds: float
+
+
+def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, options: SubUrmpOptions = SubUrmpOptions(),
+                  *, split_file: str | os.PathLike | None = None, crop_table: str | os.PathLike | None = None,
+                  executor: Executor | None = None, resume: bool = False, overwrite: bool = False,
+                  fault_tolerant: bool = False, progress: bool = True) -> BuildResult:
+    """Build Sub-URMP from a URMP tree into ``out_dir``. See the module docstring for conventions.
+
+    Raises BuildError on the first bad input unless ``fault_tolerant``, in which case the rest is
+    built and the failures are returned (and written to ``failures.jsonl``).
+    """
+    started = time.perf_counter()
+    plan = plan_suburmp(urmp_dir, options, split_file, crop_table, executor, progress)
+    if plan.failures and not fault_tolerant:
+        raise BuildError("bad input (--fault-tolerant builds the rest):\n" + "\n".join(f"  {f}" for f in plan.failures))
+    build = BuildDir(out_dir)
+    plan_record = {
+        "kind": "suburmp",
+        "options": asdict(options),
+        "recordings": [{"name": r.name, "split": r.split, "audio_sha256": r.audio_sha256,
+                        "video_sha256": r.video_sha256, "crop": r.crop} for r in plan.recordings],
+    }
+    build.start(plan_record, resume=resume, overwrite=overwrite)
+
+    jobs = []
+    by_video: dict[str, list[Recording]] = defaultdict(list)
+    for rec in plan.recordings:
+        if not build.is_done(rec.name):
+            by_video[rec.video].append(rec)
+    for video, recs in sorted(by_video.items()):
+        fps = probe_video(video).fps
+        jobs.append(_PieceJob(str(build.root), video, fps, tuple(recs), options))
+    failures = list(plan.failures)
+    for job_failures in progress_map(_build_piece, jobs, executor, desc="build-suburmp", unit="piece",
+                                     enabled=progress):
+        if job_failures and not fault_tolerant:
+            raise BuildError("bad input (--fault-tolerant builds the rest):\n" + "\n".join(f"  {f}" for f in job_failures))
+        failures.extend(job_failures)
+
+    order = [r.name for r in plan.recordings]
+    metadata = table_metadata("suburmp", asdict(options))
+    table = build.assemble(order, PAIR_SCHEMA, metadata)
+    counts = _counts(table)
+    seconds = time.perf_counter() - started
+    build.write_failures(failures)
+    write_text(build.root / "build.json", json.dumps({
+        "kind": "suburmp",
+        "schema_version": json.loads(metadata[b"cmav"])["schema_version"],
+        "options": asdict(options),
+        "source": str(Path(urmp_dir).resolve()),
+        "n_recordings": len(set(table.column("recording").to_pylist())),
+        "n_pairs": table.num_rows,
+        "counts": counts,
+        "recordings": [{"name": r.name, "split": r.split, "piece": r.piece, "part": r.part,
+                        "also_in": list(r.also_in)} for r in plan.recordings],
+        "failures": len(failures),
+        "warnings": plan.warnings,
+        "versions": versions(),
+        "seconds": round(seconds, 3),
+    }, indent=2) + "\n")
+    return BuildResult(build.root, table.num_rows, counts, failures, plan.warnings, seconds)
+
+
+def _counts(table: pa.Table) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {c: {s: 0 for s in SPLITS} for c in sorted(set(table.column("class_name").to_pylist()))}
+    for c, s in zip(table.column("class_name").to_pylist(), table.column("split").to_pylist()):
+        counts[c][s] += 1
+    return counts
+
+
+def versions() -> dict[str, str]:
+    import PIL
+    import soundfile
+    import soxr
+
+    return {"cmav": cmav_data.__version__, "python": platform.python_version(), "numpy": np.__version__,
+            "pyarrow": pa.__version__, "av": av.__version__, "ffmpeg": av.library_versions.get("libavcodec") and
+            ".".join(map(str, av.library_versions["libavcodec"])), "pillow": PIL.__version__,
+            "soundfile": soundfile.__version__, "libsndfile": soundfile.__libsndfile_version__, "soxr": soxr.__version__}

@@ -1,0 +1,283 @@
+"""build-suburmp on small real trees: conventions, frame accuracy, determinism, splits, bad input."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import shutil
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import soxr
+from PIL import Image
+
+from cmav_data.manifest import PAIR_SCHEMA, read_metadata
+from cmav_data.manifests import read_table
+from cmav_data.recipes.build import BuildError
+from cmav_data.recipes.suburmp import (SubUrmpOptions, build_suburmp, frame_index, held_out_positions,
+                                       window_ends_ms)
+from urmp_tree import FPS, decode_frame_number, make_piece
+
+PIECES = ["01_Tiny_vn_vc", "02_Other_vn_fl", "03_Third_vc_fl", "04_Four_fl_vn_vc"]
+SECONDS = {"01_Tiny_vn_vc": 2.0, "02_Other_vn_fl": 1.5, "03_Third_vc_fl": 1.2, "04_Four_fl_vn_vc": 1.8}
+
+
+def _index(root: Path) -> None:
+    lines = ["folder,piece,name,part,instrument,file_code"]
+    for folder in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        num, name, *codes = folder.split("_")
+        lines += [f"{folder},{int(num)},{name},{k},{c},{c}" for k, c in enumerate(codes, 1)]
+    (root / "cmav_index.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("suburmp") / "URMP"
+    for folder in PIECES:
+        make_piece(root, folder, seconds=SECONDS[folder], size="96x40")
+    _index(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(tree: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("built") / "out"
+    build_suburmp(tree, out, SubUrmpOptions(image_size=16), progress=False)
+    return out
+
+
+def _tree_digest(root: Path, exclude: tuple[str, ...] = ("build.json",)) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name not in exclude}
+
+
+# ---------------------------------------------------------------- the published release's facts
+
+
+def test_published_release_facts_are_committed():
+    rows = read_table("suburmp_published_recordings.csv")
+    pairs = [int(r["pairs"]) for r in rows]
+    assert len(rows) == 72 and sum(pairs) == 80_805
+    by_split = Counter()
+    for r in rows:
+        by_split[r["split"]] += int(r["pairs"])
+        # t runs from 500 in steps of 100 without gaps: one pair per 0.1 s hop, named by window end.
+        assert int(r["first_t"]) == 500
+        assert int(r["last_t"]) == 500 + 100 * (int(r["pairs"]) - 1)
+    assert by_split == {"train": 71_230, "validation": 9_575}
+    assert {r["instrument"] for r in rows} == {i["class_name"] for i in read_table("instruments.csv")}
+
+
+def test_default_split_rule_reproduces_the_published_held_out_counts():
+    rows = read_table("suburmp_published_recordings.csv")
+    per_class = defaultdict(list)
+    for r in rows:
+        per_class[r["instrument"]].append((int(r["recording_idx"]), r["split"]))
+    for cls, recs in per_class.items():
+        recs.sort()
+        held = held_out_positions(len(recs))
+        published_val = [pos for pos, (_, split) in enumerate(recs) if split == "validation"]
+        assert len(held) == len(published_val), cls
+    sax = sorted(per_class["sax"])
+    assert [sax[p][0] for p in held_out_positions(len(sax))] == [1, 8]  # as published
+
+
+def test_window_and_frame_arithmetic():
+    opts = SubUrmpOptions()
+    assert window_ends_ms(2, 2, opts) == tuple(range(500, 2001, 100))
+    assert window_ends_ms(2, 1.25, opts)[-1] == 1200  # the shorter of audio and video rules
+    assert window_ends_ms(0.4, 1, opts) == ()
+    # At 29.97 fps frame 14 is shown from 0.467 s to 0.5005 s: it is the frame at t = 0.5 s.
+    assert frame_index(500, FPS) == 14
+    # At exactly 30 fps, frame 15 starts at 0.5 s; the frame shown just before it is 14.
+    assert frame_index(500, 30) == 14 and frame_index(533, 30) == 15
+
+
+# ---------------------------------------------------------------- the build's output
+
+
+def test_layout_names_and_formats(built: Path):
+    df = pd.read_parquet(built / "manifest.parquet")
+    assert list(df.columns) == PAIR_SCHEMA.names
+    counts = json.loads((built / "build.json").read_text())["counts"]
+    assert sum(v["train"] + v["validation"] for v in counts.values()) == len(df)
+    for row in df.itertuples():
+        t_ms = round(row.t_end * 1000)
+        assert row.id == f"{row.recording}_{t_ms}"
+        assert row.image_path == f"img/{row.split}/{row.class_name}/{row.id}.jpg"
+        assert row.audio_path == f"chunk/{row.split}/{row.class_name}/{row.id}.wav"
+        assert (built / f"img_16/{row.split}/{row.class_name}/{row.id}.jpg").is_file()
+    # Per recording: t from 500 by 100 while the window lies inside audio and video.
+    for rec, group in df.groupby("recording"):
+        piece = group.piece.iloc[0]
+        ends = sorted(round(t * 1000) for t in group.t_end)
+        assert ends == list(range(500, int(SECONDS[piece] * 1000) + 1, 100)), rec
+    info = sf.info(str(built / df.audio_path.iloc[0]))
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (44_100, 2, 22_050, "PCM_16")
+    img = Image.open(built / df.image_path.iloc[0])
+    assert img.format == "JPEG" and img.size == (48, 40)  # one player's column of a 96x40 duet video
+    meta = read_metadata(built / "manifest.parquet")
+    assert meta["kind"] == "suburmp" and meta["options"]["window_ms"] == 500
+
+
+def test_checksums_match_the_files(built: Path):
+    df = pd.read_parquet(built / "manifest.parquet")
+    for row in df.sample(20, random_state=0).itertuples():
+        assert hashlib.sha256((built / row.image_path).read_bytes()).hexdigest() == row.image_sha256
+        assert hashlib.sha256((built / row.audio_path).read_bytes()).hexdigest() == row.audio_sha256
+
+
+def test_images_are_the_frame_at_t_end(built: Path):
+    df = pd.read_parquet(built / "manifest.parquet")
+    for row in df.itertuples():
+        # Independent of the implementation: the frame whose display interval ends at or after t.
+        expected = math.ceil(row.t_end * 30000 / 1001 - 1e-9) - 1
+        assert row.frame_index == expected
+        rgb = np.asarray(Image.open(built / row.image_path).convert("RGB"), dtype=np.float64)
+        assert decode_frame_number(rgb) == expected % 256, row.id
+
+
+def test_audio_is_the_resampled_window_of_the_track(built: Path, tree: Path):
+    df = pd.read_parquet(built / "manifest.parquet")
+    row = df[df.recording == df.recording.iloc[0]].iloc[7]
+    part = int(row.part)
+    folder = row.piece
+    code = folder.split("_")[1 + part]
+    src, sr = sf.read(tree / folder / f"AuSep_{part}_{code}_{folder[:2]}_{folder.split('_')[1]}.wav")
+    ref = soxr.resample(src, sr, 44_100)
+    end = round(row.t_end * 44_100)
+    chunk, _ = sf.read(built / row.audio_path)
+    assert np.allclose(chunk[:, 0], chunk[:, 1])
+    assert np.max(np.abs(chunk[:, 0] - ref[end - 22_050:end])) < 2e-3  # 16-bit quantisation, resampler
+    assert row.note_coverage == pytest.approx(1.0) and not row.silent
+    assert row.mean_f0 in (0.0, pytest.approx(110.0 * part + int(folder[:2])))
+
+
+def test_recordings_splits_and_indices(built: Path):
+    df = pd.read_parquet(built / "manifest.parquet")
+    recs = df.drop_duplicates("recording").set_index("recording")
+    # NN by (piece, part) within a class; held out: position 1 of each class.
+    assert recs.loc["violin00", "piece"] == "01_Tiny_vn_vc" and recs.loc["violin01", "piece"] == "02_Other_vn_fl"
+    assert recs.loc["violin02", "piece"] == "04_Four_fl_vn_vc"
+    assert sorted(recs.index[recs.split == "validation"]) == ["cello01", "flute01", "violin01"]
+    assert df.groupby("recording").split.nunique().max() == 1  # never split inside a recording
+
+
+# ---------------------------------------------------------------- determinism and resume
+
+
+def test_same_bytes_for_any_number_of_workers(tree: Path, built: Path, tmp_path: Path):
+    out = tmp_path / "j2"
+    subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(tree), str(out),
+                    "--image-size", "16", "-j", "2", "--quiet"], check=True)
+    assert _tree_digest(out) == _tree_digest(built)
+
+
+def test_identical_takes_are_one_recording_and_split_file(tmp_path: Path):
+    root = tmp_path / "URMP"
+    for folder in ["01_A_vn_va", "02_B_vn_va", "03_C_va_vc", "04_D_vc_vn"]:
+        make_piece(root, folder, seconds=1.0)
+    shutil.copyfile(root / "01_A_vn_va" / "AuSep_2_va_01_A.wav", root / "02_B_vn_va" / "AuSep_2_va_02_B.wav")
+    _index(root)
+    result = build_suburmp(root, tmp_path / "out", progress=False)
+    df = pd.read_parquet(result.out / "manifest.parquet")
+    violas = sorted(df[df.class_name == "viola"].recording.unique())
+    assert violas == ["viola00", "viola01"]  # three viola parts, two takes
+    plan = json.loads((result.out / "build.json").read_text())["recordings"]
+    assert next(r for r in plan if r["name"] == "viola00")["also_in"] == ["02_B_vn_va/2"]
+
+    split_file = tmp_path / "splits.csv"
+    split_file.write_text("recording,split\n" + "\n".join(
+        f"{r},{'validation' if r in ('viola00', '04_D_vc_vn/1') else 'train'}"
+        for r in ["violin00", "violin01", "violin02", "viola00", "viola01", "cello00", "04_D_vc_vn/1"]) + "\n")
+    result = build_suburmp(root, tmp_path / "out2", split_file=split_file, progress=False)
+    df = pd.read_parquet(result.out / "manifest.parquet")
+    val = sorted(df[df.split == "validation"].recording.unique())
+    assert val == ["cello01", "viola00"]
+
+
+def test_resume_after_kill_is_byte_identical(tree: Path, built: Path, tmp_path: Path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(tree), str(out), "--image-size", "16", "--quiet"]
+    # Kill -9 as soon as the first recording is done: the build is then interrupted mid-way.
+    proc = subprocess.Popen(cmd)
+    units = out / ".cmav-build" / "units"
+    while proc.poll() is None and not (units.is_dir() and any(units.iterdir())):
+        pass
+    proc.kill()
+    proc.wait()
+    done = list(units.glob("*.parquet"))
+    assert 0 < len(done) < 9, "the kill should land mid-build"
+    for path in out.rglob("*"):  # what a reader can see under a final name is whole
+        if path.suffix == ".wav" and not path.name.startswith(".tmp-"):
+            assert sf.info(str(path)).frames == 22_050
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 1 and "--resume" in again.stderr
+    subprocess.run(cmd + ["--resume"], check=True)
+    assert _tree_digest(out) == _tree_digest(built)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _broken_copy(tree: Path, tmp_path: Path, breaker) -> Path:
+    root = tmp_path / "URMP"
+    shutil.copytree(tree, root)
+    breaker(root)
+    return root
+
+
+@pytest.mark.parametrize(
+    "breaker, expected",
+    [
+        (lambda r: (r / "03_Third_vc_fl" / "AuSep_1_vc_03_Third.wav").write_bytes(b"RIFF\x00\x00"),
+         "AuSep_1_vc_03_Third.wav: unreadable or non-audio WAV"),
+        (lambda r: (r / "03_Third_vc_fl" / "Vid_03_Third_vc_fl.mp4").unlink(), "Vid_03_Third_vc_fl.mp4: missing file"),
+        (lambda r: _truncate(r / "03_Third_vc_fl" / "Vid_03_Third_vc_fl.mp4"), "Vid_03_Third_vc_fl.mp4: "),
+        (lambda r: make_piece(r, "05_Long_vn_vc", seconds=3.0, video_seconds=1.0, size="96x40"),
+         "track and video lengths differ by"),
+        (lambda r: make_piece(r, "06_Odd_vn_xyz", seconds=1.0, size="96x40"), "unknown instrument code xyz"),
+    ],
+    ids=["corrupt-wav", "missing-video", "truncated-mp4", "length-mismatch", "unknown-code"],
+)
+def test_bad_input_names_the_file(tree: Path, tmp_path: Path, breaker, expected):
+    root = _broken_copy(tree, tmp_path, breaker)
+    cmd = [sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(root)]
+    strict = subprocess.run(cmd + [str(tmp_path / "a"), "--quiet"], capture_output=True, text=True)
+    assert strict.returncode == 1 and expected in strict.stderr and "Traceback" not in strict.stderr, strict.stderr
+    tolerant = subprocess.run(cmd + [str(tmp_path / "b"), "--quiet", "--fault-tolerant"], capture_output=True, text=True)
+    assert tolerant.returncode == 1 and "Traceback" not in tolerant.stderr
+    failures = [json.loads(line) for line in (tmp_path / "b" / "failures.jsonl").read_text().splitlines()]
+    assert failures and any(expected in f"{f['path']}: {f['cause']}" for f in failures)
+    df = pd.read_parquet(tmp_path / "b" / "manifest.parquet")
+    assert {"01_Tiny_vn_vc", "02_Other_vn_fl", "04_Four_fl_vn_vc"} <= set(df.piece)
+
+
+def test_allow_failures_exits_zero(tree: Path, tmp_path: Path):
+    root = _broken_copy(tree, tmp_path, lambda r: (r / "03_Third_vc_fl" / "Vid_03_Third_vc_fl.mp4").unlink())
+    allowed = subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(root), str(tmp_path / "c"),
+                              "--quiet", "--fault-tolerant", "--allow-failures"], capture_output=True, text=True)
+    assert allowed.returncode == 0 and "Vid_03_Third_vc_fl.mp4: missing file" in allowed.stderr
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+def test_bad_options_and_unrelated_out(tree: Path, built: Path, tmp_path: Path):
+    with pytest.raises(BuildError, match="not empty"):
+        build_suburmp(tree, built, progress=False)
+    with pytest.raises(BuildError, match="other inputs or options"):
+        build_suburmp(tree, built, SubUrmpOptions(hop_ms=200), resume=True, progress=False)
+    bad = subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(tree), str(tmp_path / "x"),
+                          "--window", "0.0005"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--window" in bad.stderr
