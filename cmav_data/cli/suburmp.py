@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from cmav_data.cli import main
-from pathlib import Path
-
-from cmav_data.parallel import executor_for
-from cmav_data.recipes.build import BuildError
-from cmav_data.recipes.suburmp import SubUrmpOptions, build_suburmp
 
 BUILD_EPILOG = """\b
 Examples:
@@ -53,6 +50,10 @@ def build_suburmp_command(urmp_dir: Path, out: Path, sample_rate: int, window: f
                           crop_table: Path | None, max_length_mismatch: float, jobs: int, resume: bool,
                           overwrite: bool, fault_tolerant: bool, allow_failures: bool, quiet: bool) -> None:
     """Build Sub-URMP (image/sound pairs of one player) from a URMP tree, in the published layout."""
+    from cmav_data.parallel import executor_for
+    from cmav_data.recipes.build import BuildError
+    from cmav_data.recipes.suburmp import SubUrmpOptions, build_suburmp
+
     try:
         options = SubUrmpOptions(sample_rate=sample_rate, window_ms=_ms(window, "--window"), hop_ms=_ms(hop, "--hop"),
                                  channels=channels, jpeg_quality=jpeg_quality, image_size=image_size,
@@ -77,3 +78,21 @@ def build_suburmp_command(urmp_dir: Path, out: Path, sample_rate: int, window: f
             click.echo(f"  {failure}", err=True)
         if not allow_failures:
             raise SystemExit(1)
+
+
+@main.command("stats", epilog="""\b
+Example:
+  cmav-data stats demo/suburmp     # prints the table, writes stats.md and contact_sheet.png
+""")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--per-class", type=click.IntRange(min=1), default=2, help="Pairs per class on the contact sheet.")
+def stats_command(dataset: Path, per_class: int) -> None:
+    """Per-class train/validation counts of a built dataset, and a contact sheet of its pairs."""
+    from cmav_data.stats import dataset_stats, to_markdown
+
+    try:
+        table, md, sheet = dataset_stats(dataset, per_class=per_class)
+    except FileNotFoundError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(to_markdown(table))
+    click.echo(f"\nwrote {md} and {sheet}")

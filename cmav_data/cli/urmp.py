@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import click
-
-from cmav_data.cli import main
 import json
 from pathlib import Path
 
-from cmav_data.atomic import write_text
-from cmav_data.corpora.urmp import UrmpError, UrmpIndex, format_inspection, inspect_urmp
-from cmav_data.parallel import executor_for
+import click
+
+from cmav_data.cli import main
+
 
 INSPECT_EPILOG = """\b
 Examples:
@@ -31,6 +29,10 @@ Examples:
 def inspect_urmp_command(urmp_dir: Path, json_path: Path | None, index_path: Path | None, strict: bool,
                          jobs: int, quiet: bool) -> None:
     """Check a URMP tree against the index and summarise it: pieces, players, durations, problems."""
+    from cmav_data.atomic import write_text
+    from cmav_data.corpora.urmp import UrmpError, UrmpIndex, format_inspection, inspect_urmp
+    from cmav_data.parallel import executor_for
+
     try:
         index = UrmpIndex.read(index_path) if index_path else None
         with executor_for(jobs) as executor:
