@@ -20,10 +20,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-# The main job on the embedded demo corpus.
+JOBS ?= 2
+
+# The main job on the embedded demo corpus. Re-running it reuses what is already built.
 demo: setup
-	$(BIN)/cmav-data make-demo-urmp $(DEMO)/urmp
-	$(BIN)/cmav-data inspect-urmp $(DEMO)/urmp --json $(DEMO)/urmp_summary.json
+	test -f $(DEMO)/urmp/demo.json || $(BIN)/cmav-data make-demo-urmp $(DEMO)/urmp -j $(JOBS) --force
+	$(BIN)/cmav-data inspect-urmp $(DEMO)/urmp --json $(DEMO)/urmp_summary.json --strict
+	$(BIN)/cmav-data build-suburmp $(DEMO)/urmp $(DEMO)/suburmp -j $(JOBS) --image-size 64 --resume
+	$(BIN)/cmav-data stats $(DEMO)/suburmp
 
 test: setup
 	$(BIN)/python -m pytest -n 2 -q -rs

@@ -21,13 +21,8 @@ _SINGLE_THREAD_ENV = {
 
 
 def _init_worker() -> None:
+    # Set before numpy/torch are imported in the worker, which read them at import time.
     os.environ.update(_SINGLE_THREAD_ENV)
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
 
 
 @contextlib.contextmanager

@@ -96,3 +96,12 @@ class BuildDir:
         lines = [json.dumps({"unit": f.unit, "path": f.path, "cause": f.cause}) for f in failures]
         write_text(path, "\n".join(lines) + "\n")
         return path
+
+
+def split_counts(table: pa.Table, splits: tuple[str, ...] = ("train", "validation")) -> dict[str, dict[str, int]]:
+    """class_name -> split -> rows of a manifest (for build.json)."""
+    classes = table.column("class_name").to_pylist()
+    counts: dict[str, dict[str, int]] = {c: {s: 0 for s in splits} for c in sorted(set(classes))}
+    for c, s in zip(classes, table.column("split").to_pylist()):
+        counts[c][s] += 1
+    return counts

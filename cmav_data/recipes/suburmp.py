@@ -30,9 +30,7 @@ F0 (``F0s_*``), and a silent flag (RMS below ``silence_dbfs``).
 from __future__ import annotations
 
 import csv
-import io
 import json
-import math
 import os
 import platform
 import time
@@ -46,19 +44,20 @@ from typing import Iterator
 import av
 import numpy as np
 import pyarrow as pa
-from PIL import Image
+from tqdm import tqdm
 
 import cmav_data
 from cmav_data.atomic import write_bytes, write_text
 from cmav_data.checksum import sha256_bytes, sha256_file
 from cmav_data.corpora.urmp import Part, Piece, UrmpError, load_urmp, read_f0s, read_notes
+from cmav_data.images import encode_jpeg as _jpeg, pad_square as _square
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.layout import player_box
 from cmav_data.manifest import PAIR_SCHEMA, table_metadata, write_table
 from cmav_data.manifests import MANIFESTS_DIR
 from cmav_data.media import MediaError, probe_audio, probe_video, read_audio_mono, resample, wav_bytes
 from cmav_data.progress import progress_map
-from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure
+from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, split_counts
 
 SPLITS = ("train", "validation")
 COMMITTED_CROPS = MANIFESTS_DIR / "suburmp_crops.csv"
@@ -194,10 +193,11 @@ def window_ends_ms(audio_seconds: Fraction, video_seconds: Fraction, options: Su
     return tuple(options.window_ms + k * options.hop_ms for k in range(n))
 
 
-def frame_index(t_ms: int, fps: Fraction) -> int:
+def frame_index(t_ms: int, fps: Fraction | int) -> int:
     """The frame shown at the instant just before t: ceil(t * fps) - 1, exactly."""
-    x = Fraction(t_ms, 1000) * fps
-    return math.ceil(x) - 1
+    fps = Fraction(fps)
+    num, den = t_ms * fps.numerator, 1000 * fps.denominator
+    return -(-num // den) - 1  # integer ceil: exact, and fast on the per-pair path
 
 
 def plan_suburmp(urmp_dir: str | os.PathLike, options: SubUrmpOptions, split_file: str | os.PathLike | None = None,
@@ -239,10 +239,11 @@ def plan_suburmp(urmp_dir: str | os.PathLike, options: SubUrmpOptions, split_fil
     for i, (_, part, *_rest) in enumerate(takes):
         by_class[part.instrument.class_name].append(i)
     split_of: dict[int, str] = {}
+    lonely = sorted(c for c, members in by_class.items() if len(members) < 2)
+    if lonely and splits is None:
+        plan.warnings.append(f"no validation data for {', '.join(lonely)}: one recording each")
     for class_name, members in by_class.items():
         held = {members[p] for p in held_out_positions(len(members))}
-        if len(members) < 2:
-            plan.warnings.append(f"class {class_name} has one recording: it has no validation data")
         for i in members:
             split_of[i] = "validation" if i in held else "train"
 
@@ -339,20 +340,6 @@ def _note_coverage(notes: np.ndarray, t0: float, t1: float) -> float:
             covered += e - s
             reach = e
     return covered
-
-
-def _jpeg(img: Image.Image, quality: int) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality, optimize=False, progressive=False)
-    return buf.getvalue()
-
-
-def _square(img: Image.Image, size: int) -> Image.Image:
-    """Pad to a square (black, centred) so the player keeps its proportions, then resize."""
-    side = max(img.size)
-    canvas = Image.new("RGB", (side, side))
-    canvas.paste(img, ((side - img.width) // 2, (side - img.height) // 2))
-    return canvas.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def _build_piece(job: _PieceJob) -> list[UnitFailure]:
@@ -475,16 +462,24 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
         fps = probe_video(video).fps
         jobs.append(_PieceJob(str(build.root), video, fps, tuple(recs), options))
     failures = list(plan.failures)
-    for job_failures in progress_map(_build_piece, jobs, executor, desc="build-suburmp", unit="piece",
-                                     enabled=progress):
-        if job_failures and not fault_tolerant:
-            raise BuildError("bad input (--fault-tolerant builds the rest):\n" + "\n".join(f"  {f}" for f in job_failures))
-        failures.extend(job_failures)
+    n_done = sum(build.is_done(r.name) for r in plan.recordings)
+    with tqdm(total=len(plan.recordings), initial=n_done, desc="recordings", unit="rec", position=0,
+              disable=not progress, dynamic_ncols=True) as recs_bar, \
+         tqdm(total=sum(len(r.window_ends_ms) for r in plan.recordings), desc="pairs", unit="pair", position=1,
+              disable=not progress, dynamic_ncols=True) as pairs_bar:
+        pairs_bar.update(sum(len(r.window_ends_ms) for r in plan.recordings if build.is_done(r.name)))
+        for job, job_failures in zip(jobs, progress_map(_build_piece, jobs, executor, enabled=False)):
+            if job_failures and not fault_tolerant:
+                raise BuildError("bad input (--fault-tolerant builds the rest):\n" + "\n".join(f"  {f}" for f in job_failures))
+            failures.extend(job_failures)
+            recs_bar.set_postfix_str(Path(job.video).parent.name, refresh=False)
+            recs_bar.update(len(job.recordings))
+            pairs_bar.update(sum(len(r.window_ends_ms) for r in job.recordings))
 
     order = [r.name for r in plan.recordings]
     metadata = table_metadata("suburmp", asdict(options))
     table = build.assemble(order, PAIR_SCHEMA, metadata)
-    counts = _counts(table)
+    counts = split_counts(table)
     seconds = time.perf_counter() - started
     build.write_failures(failures)
     write_text(build.root / "build.json", json.dumps({
@@ -503,13 +498,6 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
         "seconds": round(seconds, 3),
     }, indent=2) + "\n")
     return BuildResult(build.root, table.num_rows, counts, failures, plan.warnings, seconds)
-
-
-def _counts(table: pa.Table) -> dict[str, dict[str, int]]:
-    counts: dict[str, dict[str, int]] = {c: {s: 0 for s in SPLITS} for c in sorted(set(table.column("class_name").to_pylist()))}
-    for c, s in zip(table.column("class_name").to_pylist(), table.column("split").to_pylist()):
-        counts[c][s] += 1
-    return counts
 
 
 def versions() -> dict[str, str]:
