@@ -1,0 +1,173 @@
+"""Write the demo corpus: URMP's folder layout and file names, one piece per task.
+
+Per piece folder ``NN_Name_i1_i2..``: ``AuMix_<folder>.wav``, ``AuSep_K_iK_NN_Name.wav``,
+``Notes_K_iK_NN_Name.txt``, ``F0s_K_iK_NN_Name.txt``, ``Sco_<folder>.mid``, ``Vid_<folder>.mp4``.
+At the root: ``cmav_index.csv`` (the columns of manifests/urmp_index.csv, one row per part),
+``demo.json`` (options, versions, and each piece's music21 source, measures and transpositions)
+and ``contact_sheet.png``. Every piece depends only on its plan (its own seed), so the files do
+not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import shutil
+from concurrent.futures import Executor, as_completed
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Optional
+
+from tqdm import tqdm
+
+from cmav_data import __version__
+from cmav_data.atomic import write_bytes, write_text
+from cmav_data.demo.contact_sheet import write_contact_sheet
+from cmav_data.demo.errors import DemoError
+from cmav_data.demo.plan import DemoOptions, PiecePlan, plan_corpus
+from cmav_data.demo.render import F0_HOP, f0_text, notes_text, render_parts, score_midi, soundfont_path, write_wav
+from cmav_data.demo.scores import Excerpt, load_excerpt
+from cmav_data.demo.video import encode, frame_count, frames
+from cmav_data.manifests import read_table
+
+FOLDER_RE = re.compile(r"^(\d{2})_([A-Za-z]+)((?:_[a-z]+)+)$")
+INDEX_NAME = "cmav_index.csv"
+
+
+@dataclass(frozen=True)
+class PieceResult:
+    plan: PiecePlan
+    excerpt: Excerpt
+
+
+def part_stem(plan: PiecePlan, part: int) -> str:
+    """``K_iK_NN_Name`` of 1-based ``part``, as URMP's per-part file names carry it."""
+    return f"{part}_{plan.instruments[part - 1]}_{plan.number:02d}_{plan.source.name}"
+
+
+def render_piece(plan: PiecePlan, out_dir: str | Path, size: tuple[int, int]) -> PieceResult:
+    """Write all files of one piece folder; returns what was rendered (for the index and demo.json)."""
+    folder = Path(out_dir) / plan.folder
+    excerpt = load_excerpt(plan)
+    tracks = render_parts(excerpt.parts, plan.instruments, excerpt.seconds)
+    for k, (notes, audio) in enumerate(zip(excerpt.parts, tracks), start=1):
+        stem = part_stem(plan, k)
+        write_wav(folder / f"AuSep_{stem}.wav", audio)
+        write_text(folder / f"Notes_{stem}.txt", notes_text(notes))
+        write_text(folder / f"F0s_{stem}.txt", f0_text(notes, excerpt.seconds))
+    mix_path = folder / f"AuMix_{plan.folder}.wav"
+    write_wav(mix_path, sum(tracks))
+    write_bytes(folder / f"Sco_{plan.folder}.mid", score_midi(excerpt.parts, plan.instruments, plan.source.quarter_bpm))
+    n_frames = frame_count(excerpt.seconds)
+    encode(folder / f"Vid_{plan.folder}.mp4", frames(excerpt.parts, tracks, plan.instruments, size, n_frames), size, mix_path)
+    return PieceResult(plan, excerpt)
+
+
+def index_csv(plans: list[PiecePlan]) -> str:
+    """cmav_index.csv: exactly the columns of manifests/urmp_index.csv, one row per part."""
+    columns = list(read_table("urmp_index.csv")[0])
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for plan in plans:
+        for k, code in enumerate(plan.instruments, start=1):
+            row = {"folder": plan.folder, "piece": plan.number, "name": plan.source.name, "part": k,
+                   "instrument": code, "file_code": code}
+            writer.writerow([row[c] for c in columns])
+    return buf.getvalue()
+
+
+def _versions() -> dict[str, str]:
+    import imageio_ffmpeg
+
+    out = {"cmav": __version__, "ffmpeg": imageio_ffmpeg.get_ffmpeg_version()}
+    for dist in ("music21", "pretty_midi", "tinysoundfont", "numpy", "soundfile", "pillow"):
+        out[dist] = metadata.version(dist)
+    return out
+
+
+def demo_json(options: DemoOptions, results: list[PieceResult]) -> str:
+    """demo.json: how the corpus was made, so each piece can be traced to its score."""
+    sf2 = Path(soundfont_path())
+    doc = {
+        "generator": "cmav-data make-demo-urmp",
+        "options": asdict(options),
+        "versions": _versions(),
+        "soundfont": {"file": sf2.name, "sha256": hashlib.sha256(sf2.read_bytes()).hexdigest()},
+        "audio": {"sample_rate": 48000, "subtype": "PCM_24", "channels": 1},
+        "video": {"fps": "30000/1001", "codec": "h264", "pix_fmt": "yuv420p", "size": list(options.size)},
+        "f0_hop_seconds": F0_HOP,
+        "pieces": [
+            {
+                "folder": r.plan.folder,
+                "seconds": r.excerpt.seconds,
+                "music21": {
+                    "corpus_path": r.plan.source.corpus_path,
+                    "score_parts": list(r.plan.source.parts),
+                    "measures": [r.excerpt.first_measure, r.excerpt.last_measure],
+                    "quarter_bpm": r.plan.source.quarter_bpm,
+                },
+                "parts": [
+                    {"part": k, "instrument": code, "transpose_semitones": 12 * shift,
+                     "notes_folded_an_octave": folded, "notes": len(notes)}
+                    for k, (code, shift, folded, notes) in enumerate(
+                        zip(r.plan.instruments, r.excerpt.octave_shifts, r.excerpt.folded_notes, r.excerpt.parts), start=1)
+                ],
+            }
+            for r in results
+        ],
+    }
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def _prepare(out: Path, plans: list[PiecePlan], force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise DemoError(f"{out}: not empty; choose another folder or overwrite with --force")
+        # Piece folders of an earlier, larger or different corpus would contradict the new index.
+        keep = {p.folder for p in plans}
+        for child in out.iterdir():
+            if child.is_dir() and FOLDER_RE.match(child.name) and child.name not in keep:
+                shutil.rmtree(child)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def make_demo_urmp(
+    out_dir: str | Path,
+    options: DemoOptions = DemoOptions(),
+    executor: Optional[Executor] = None,
+    progress: bool = True,
+    force: bool = False,
+) -> list[Path]:
+    """Generate the demo corpus in ``out_dir``; returns the piece folders in piece order.
+
+    ``executor`` renders pieces in parallel (None: one after another); ``force`` allows a non-empty
+    ``out_dir`` (its files are overwritten, piece folders not in the new corpus removed).
+    """
+    out = Path(out_dir)
+    plans = plan_corpus(options)
+    _prepare(out, plans, force)
+    bar = tqdm(total=len(plans), desc="demo pieces", unit="piece", disable=not progress)
+    results: dict[int, PieceResult] = {}
+    if executor is None:
+        for plan in plans:
+            results[plan.number] = render_piece(plan, out, options.size)
+            bar.update()
+    else:
+        futures = [executor.submit(render_piece, plan, out, options.size) for plan in plans]
+        for future in as_completed(futures):
+            result = future.result()
+            results[result.plan.number] = result
+            bar.update()
+    bar.close()
+    ordered = [results[p.number] for p in plans]
+    write_text(out / INDEX_NAME, index_csv(plans))
+    write_contact_sheet(out / "contact_sheet.png", out, ordered)
+    write_text(out / "demo.json", demo_json(options, ordered))  # last: its presence means complete
+    return [out / p.folder for p in plans]

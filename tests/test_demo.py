@@ -1,0 +1,240 @@
+"""The demo URMP corpus: plan coverage, URMP names and formats, sound/notes/picture consistency."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from cmav_data.cli import main
+from cmav_data.demo import DemoError, DemoOptions, make_demo_urmp, pieces_per_instrument, plan_corpus, render_piece
+from cmav_data.demo.render import RELEASE
+from cmav_data.instruments import INSTRUMENTS
+from cmav_data.layout import player_box
+from cmav_data.manifests import MANIFESTS_DIR
+
+FPS = Fraction(30000, 1001)
+CODE = "(" + "|".join(INSTRUMENTS) + ")"
+FOLDER_RE = re.compile(rf"^(\d\d)_([A-Z][A-Za-z]*)((?:_{CODE})+)$")
+
+
+def piece_folders(corpus: Path) -> list[Path]:
+    return sorted(p for p in corpus.iterdir() if p.is_dir())
+
+
+def read_notes(path: Path) -> np.ndarray:
+    rows = [line.split("\t") for line in path.read_text().splitlines()]
+    assert all(len(r) == 3 for r in rows), path
+    return np.array(rows, dtype=float).reshape(-1, 3)
+
+
+def decode(video: Path) -> tuple[list[np.ndarray], av.video.stream.VideoStream]:
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        return frames, (stream.codec_context.name, stream.codec_context.pix_fmt, stream.average_rate,
+                        len(container.streams.audio))
+
+
+# --- plan (no rendering) -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_plan_covers_every_instrument_in_three_pieces(seed):
+    plans = plan_corpus(DemoOptions(seed=seed))
+    assert len(plans) == 16
+    counts = pieces_per_instrument(plans)
+    assert set(counts) == set(INSTRUMENTS)
+    assert min(counts.values()) >= 3, counts
+    assert {len(p.instruments) for p in plans} == {2, 3, 4, 5}  # duets to quintets
+    for p in plans:
+        assert FOLDER_RE.match(p.folder), p.folder
+        assert 20.0 <= p.seconds <= 40.0
+
+
+@pytest.mark.parametrize("pieces", [1, 2, 3, 4, 6])
+def test_small_plans_cover_as_many_instruments_as_they_have_parts(pieces):
+    plans = plan_corpus(DemoOptions(pieces=pieces))
+    parts = sum(len(p.instruments) for p in plans)
+    assert len({c for p in plans for c in p.instruments}) == min(len(INSTRUMENTS), parts)
+
+
+def test_bad_options_are_rejected_with_a_clear_message():
+    with pytest.raises(DemoError, match="seconds"):
+        DemoOptions(seconds=(30.0, 20.0))
+    with pytest.raises(DemoError, match="size"):
+        DemoOptions(size=(961, 540))
+
+
+# --- the tiny corpus ------------------------------------------------------------------------------
+
+def test_layout_and_names_are_urmps(tiny_demo_urmp):
+    folders = piece_folders(tiny_demo_urmp)
+    assert len(folders) >= 4
+    for folder in folders:
+        m = FOLDER_RE.match(folder.name)
+        assert m, folder.name
+        nn, name, codes = m.group(1), m.group(2), m.group(3)[1:].split("_")
+        expected = {f"AuMix_{folder.name}.wav", f"Sco_{folder.name}.mid", f"Vid_{folder.name}.mp4"}
+        for k, code in enumerate(codes, start=1):
+            expected |= {f"{kind}_{k}_{code}_{nn}_{name}.{ext}" for kind, ext in
+                         (("AuSep", "wav"), ("Notes", "txt"), ("F0s", "txt"))}
+        assert {p.name for p in folder.iterdir()} == expected
+    # The builders split by recording: several instruments must recur across pieces.
+    recurring = [c for c, n in pieces_per_instrument(plan_corpus(json_options(tiny_demo_urmp))).items() if n >= 2]
+    assert len(recurring) >= 3
+
+
+def json_options(corpus: Path) -> DemoOptions:
+    o = json.loads((corpus / "demo.json").read_text())["options"]
+    return DemoOptions(pieces=o["pieces"], seconds=tuple(o["seconds"]), size=tuple(o["size"]), seed=o["seed"])
+
+
+def test_index_and_demo_json_describe_the_folders(tiny_demo_urmp):
+    with open(MANIFESTS_DIR / "urmp_index.csv", newline="") as f:
+        urmp_columns = next(csv.reader(f))
+    with open(tiny_demo_urmp / "cmav_index.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == urmp_columns
+    by_folder: dict[str, list[dict]] = {}
+    for r in rows:
+        by_folder.setdefault(r["folder"], []).append(r)
+    assert sorted(by_folder) == [p.name for p in piece_folders(tiny_demo_urmp)]
+    for folder, parts in by_folder.items():
+        codes = folder.split("_")[2:]
+        assert [r["instrument"] for r in parts] == codes
+        assert [int(r["part"]) for r in parts] == list(range(1, len(codes) + 1))
+        assert {r["name"] for r in parts} == {folder.split("_")[1]}
+    doc = json.loads((tiny_demo_urmp / "demo.json").read_text())
+    from music21 import corpus
+
+    for piece in doc["pieces"]:
+        assert corpus.getWork(piece["music21"]["corpus_path"])  # traceable to a real corpus score
+        first, last = piece["music21"]["measures"]
+        assert first <= last
+        assert [p["instrument"] for p in piece["parts"]] == piece["folder"].split("_")[2:]
+    assert doc["versions"]["music21"]
+    assert (tiny_demo_urmp / "contact_sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_audio_is_48k_mono_24bit_and_the_mix_is_the_sum(tiny_demo_urmp):
+    for folder in piece_folders(tiny_demo_urmp):
+        mix, sr = sf.read(folder / f"AuMix_{folder.name}.wav")
+        seps = []
+        for path in sorted(folder.glob("AuSep_*.wav")):
+            info = sf.info(path)
+            assert (info.samplerate, info.channels, info.subtype, info.format) == (48000, 1, "PCM_24", "WAV")
+            seps.append(sf.read(path)[0])
+        assert sf.info(folder / f"AuMix_{folder.name}.wav").subtype == "PCM_24"
+        assert sr == 48000 and all(len(s) == len(mix) for s in seps)
+        assert np.max(np.abs(mix - sum(seps))) < 1e-5 * len(seps)  # 24-bit rounding only
+        assert 0.5 < np.max(np.abs(mix)) < 1.0
+
+
+def test_notes_and_f0_match_the_rendered_audio(tiny_demo_urmp):
+    for folder in piece_folders(tiny_demo_urmp):
+        for notes_path in sorted(folder.glob("Notes_*.txt")):
+            stem = notes_path.name[len("Notes_"):-len(".txt")]
+            audio, sr = sf.read(folder / f"AuSep_{stem}.wav")
+            notes = read_notes(notes_path)
+            assert len(notes) > 0, notes_path
+            covered = np.zeros(len(audio), dtype=bool)
+            for onset, hz, duration in notes:
+                a, b = int(onset * sr), int((onset + duration) * sr)
+                assert np.sqrt(np.mean(audio[a:b] ** 2)) > 1e-3, (notes_path, onset)  # energy where a note is
+                assert 25 < hz < 4200
+                covered[a : int((onset + duration + RELEASE) * sr) + 2] = True
+            assert np.max(np.abs(audio[~covered]), initial=0.0) < 1e-6  # silence where none
+            f0 = np.loadtxt(folder / f"F0s_{stem}.txt", delimiter="\t", ndmin=2)
+            assert np.allclose(np.diff(f0[:, 0]), 0.01)
+            assert abs(f0[-1, 0] - len(audio) / sr) <= 0.011
+            for onset, hz, duration in notes:
+                mid = int(round((onset + duration / 2) / 0.01))
+                assert f0[mid, 1] == pytest.approx(hz, abs=1e-3)
+            voiced = f0[:, 1] > 0
+            in_note = np.zeros(len(f0), dtype=bool)
+            for onset, _hz, duration in notes:
+                in_note |= (f0[:, 0] >= onset - 1e-9) & (f0[:, 0] < onset + duration)
+            assert np.array_equal(voiced, in_note)
+
+
+def test_video_is_h264_as_long_as_the_audio(tiny_demo_urmp):
+    for folder in piece_folders(tiny_demo_urmp):
+        frames, (codec, pix_fmt, rate, n_audio) = decode(folder / f"Vid_{folder.name}.mp4")
+        seconds = sf.info(folder / f"AuMix_{folder.name}.wav").duration
+        assert (codec, pix_fmt, rate, n_audio) == ("h264", "yuv420p", FPS, 1)
+        assert frames[0].shape == (136, 240, 3)
+        assert abs(len(frames) / float(FPS) - seconds) <= 1 / float(FPS)
+
+
+def test_each_player_moves_when_playing_and_rests_when_silent(tiny_demo_urmp):
+    for folder in piece_folders(tiny_demo_urmp):
+        frames, _ = decode(folder / f"Vid_{folder.name}.mp4")
+        h, w = frames[0].shape[:2]
+        times = np.arange(len(frames)) / float(FPS)
+        notes_files = sorted(folder.glob("Notes_*.txt"), key=lambda p: int(p.name.split("_")[1]))
+        margin = 1.5 / float(FPS) + RELEASE
+        for k, path in enumerate(notes_files, start=1):
+            left, top, right, bottom = player_box(w, h, len(notes_files), k)
+            region = np.stack([f[top:bottom, left:right].astype(float) for f in frames])
+            notes = read_notes(path)
+            playing = np.zeros(len(frames), dtype=bool)
+            near = np.zeros(len(frames), dtype=bool)
+            for onset, _hz, duration in notes:
+                playing |= (times >= onset + 0.5 / float(FPS)) & (times < onset + duration - 0.5 / float(FPS))
+                near |= (times > onset - margin) & (times < onset + duration + margin)
+            silent = ~near
+            assert silent.sum() >= 5 and playing.sum() >= 5, (path, silent.sum(), playing.sum())
+            rest = region[silent].mean(axis=0)
+            silent_change = np.abs(region[silent] - rest).mean(axis=(1, 2, 3))
+            playing_change = np.abs(region[playing] - rest).mean(axis=(1, 2, 3))
+            assert silent_change.max() < 1.0, path  # static at rest (codec noise only)
+            assert playing_change.min() > 3 * max(silent_change.max(), 0.3), path
+
+
+def test_a_piece_renders_identically_again(tiny_demo_urmp, tmp_path):
+    """Same seed, other worker layout (serial here, a process pool for the fixture): same output."""
+    plan = plan_corpus(json_options(tiny_demo_urmp))[1]
+    render_piece(plan, tmp_path, (240, 136))
+    again, first = tmp_path / plan.folder, tiny_demo_urmp / plan.folder
+    for path in sorted(first.iterdir()):
+        if path.suffix != ".mp4":
+            assert (again / path.name).read_bytes() == path.read_bytes(), path.name
+    frames_a, _ = decode(first / f"Vid_{plan.folder}.mp4")
+    frames_b, _ = decode(again / f"Vid_{plan.folder}.mp4")
+    assert len(frames_a) == len(frames_b)
+    assert all(np.array_equal(a, b) for a, b in zip(frames_a, frames_b))
+
+
+def test_another_seed_gives_another_corpus():
+    a, b = plan_corpus(DemoOptions(seed=0)), plan_corpus(DemoOptions(seed=1))
+    assert [p.seconds for p in a] != [p.seconds for p in b]
+
+
+def test_refuses_a_non_empty_output(tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(DemoError, match="not empty"):
+        make_demo_urmp(tmp_path, DemoOptions(pieces=1, seconds=(2.0, 2.0), size=(64, 64)), progress=False)
+    result = CliRunner().invoke(main, ["make-demo-urmp", str(tmp_path), "--quiet"])
+    assert result.exit_code == 1
+    assert "not empty" in result.output and "Traceback" not in result.output
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_cli_makes_a_one_piece_corpus(tmp_path):
+    out = tmp_path / "urmp"
+    result = CliRunner().invoke(main, ["make-demo-urmp", str(out), "--pieces", "1", "--seconds", "2",
+                                       "--size", "96x64", "-j", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    (folder,) = piece_folders(out)
+    assert FOLDER_RE.match(folder.name)
+    assert json.loads((out / "demo.json").read_text())["options"]["seconds"] == [2.0, 2.0]
+    bad = CliRunner().invoke(main, ["make-demo-urmp", str(tmp_path / "x"), "--size", "big"])
+    assert bad.exit_code == 2 and "WIDTHxHEIGHT" in bad.output
