@@ -46,6 +46,39 @@ PAIR_SCHEMA = pa.schema(
 MEDIA_FIELDS = [pa.field("image_bytes", pa.binary()), pa.field("audio_bytes", pa.binary())]
 EMBEDDED_SCHEMA = pa.schema(list(PAIR_SCHEMA) + MEDIA_FIELDS)
 
+# INIS (cmav_data.recipes.inis): one row per photo/sound pair; paths relative to the INIS root.
+INIS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # "<class>_<first 12 hex of source sha256>_<k>"
+        pa.field("split", pa.string(), nullable=False),  # "train" | "validation"
+        pa.field("class_name", pa.string(), nullable=False),  # Sub-URMP class folder
+        pa.field("class_index", pa.int32(), nullable=False),  # index into instruments.CLASS_NAMES
+        pa.field("wnid", pa.string(), nullable=False),  # ImageNet / WordNet 3.0 synset id
+        pa.field("source_path", pa.string(), nullable=False),  # relative to the ImageNet root
+        pa.field("source_sha256", pa.string(), nullable=False),
+        pa.field("source_width", pa.int32(), nullable=False),  # after EXIF orientation
+        pa.field("source_height", pa.int32(), nullable=False),
+        pa.field("image_path", pa.string(), nullable=False),
+        pa.field("image_sha256", pa.string(), nullable=False),
+        pa.field("sound_id", pa.string(), nullable=False),  # Sub-URMP pair id of the sound window
+        pa.field("audio_path", pa.string(), nullable=False),  # the copied chunk, relative to the INIS root
+        pa.field("audio_sha256", pa.string(), nullable=False),
+    ]
+)
+
+# INIS's rejected.parquet: every source photo the cleaning rules left out, and why.
+REJECTED_SCHEMA = pa.schema(
+    [
+        pa.field("wnid", pa.string(), nullable=False),
+        pa.field("class_name", pa.string(), nullable=False),
+        pa.field("source_path", pa.string(), nullable=False),
+        pa.field("source_sha256", pa.string(), nullable=False),  # "" when the file cannot be read
+        pa.field("reason", pa.string(), nullable=False),  # a rule name, see recipes/inis.py
+        pa.field("detail", pa.string(), nullable=False),
+        pa.field("duplicate_of", pa.string(), nullable=False),  # kept source path, "" unless a duplicate
+    ]
+)
+
 METADATA_KEY = b"cmav"
 
 
