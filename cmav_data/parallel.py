@@ -1,6 +1,17 @@
 """Choosing the Executor a recipe runs on: serial, a local process pool, or Dask.
 
-Recipes take an ``Executor`` (lhotse style); this module turns CLI options into one.
+Recipes take a ``concurrent.futures.Executor`` (lhotse style) and collect results in submission
+order, so their output does not depend on which one runs them. This module turns CLI options into one:
+
+- ``jobs == 1``: None, i.e. run in this process;
+- ``jobs > 1``: a local process pool (spawned workers);
+- ``kind == "dask"``: a local Dask cluster of ``jobs`` single-threaded worker processes;
+- ``scheduler``: join an existing Dask cluster at that address (the workers must see the same
+  file system as this process: the recipes read inputs and write outputs by path).
+
+Every worker pins its math libraries to one thread, so N workers use N cores, not N x cores.
+Dask tasks are retried on another worker if theirs dies: work units write atomically and are
+idempotent, so a retry gives the same bytes.
 """
 
 from __future__ import annotations
@@ -8,26 +19,74 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-from concurrent.futures import Executor, ProcessPoolExecutor
-from typing import Iterator
+import uuid
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import Any, Callable, Iterator
 
-# Workers each get one math-library thread so that N workers use N cores, not N x cores.
-_SINGLE_THREAD_ENV = {
+SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "NUMEXPR_NUM_THREADS": "1",
 }
+EXECUTOR_KINDS = ("process", "dask")
+DASK_RETRIES = 3
 
 
 def _init_worker() -> None:
     # Set before numpy/torch are imported in the worker, which read them at import time.
-    os.environ.update(_SINGLE_THREAD_ENV)
+    os.environ.update(SINGLE_THREAD_ENV)
+
+
+def _single_threaded(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` with one math-library thread, whatever the worker's environment said at start."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        try:
+            import torch
+        except ImportError:
+            return fn(*args, **kwargs)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(previous)
+
+
+class DaskExecutor(Executor):
+    """A Dask ``Client`` seen as a ``concurrent.futures.Executor`` (impure tasks, with retries)."""
+
+    def __init__(self, client: Any, retries: int = DASK_RETRIES):
+        self.client = client
+        self.retries = retries
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:
+        # Keys named after the work function, so the dashboard (and tests) can tell tasks apart.
+        key = f"{getattr(fn, '__name__', 'task')}-{uuid.uuid4().hex}"
+        return self.client.submit(_single_threaded, fn, *args, key=key, pure=False, retries=self.retries, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.client.close()
 
 
 @contextlib.contextmanager
-def executor_for(jobs: int) -> Iterator[Executor | None]:
-    """None (run in this process) for one job, else a process pool of ``jobs`` workers."""
+def executor_for(jobs: int, kind: str = "process", scheduler: str | None = None) -> Iterator[Executor | None]:
+    """The Executor for ``-j/--executor/--scheduler``; closed (and a local cluster stopped) on exit."""
+    if scheduler or kind == "dask":
+        from dask.distributed import Client, LocalCluster
+
+        if scheduler:
+            with Client(scheduler) as client:
+                yield DaskExecutor(client)
+            return
+        with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+                          env=SINGLE_THREAD_ENV) as cluster, Client(cluster) as client:
+            yield DaskExecutor(client)
+        return
+    if kind != "process":
+        raise ValueError(f"unknown executor {kind!r} (known: {', '.join(EXECUTOR_KINDS)})")
     if jobs <= 1:
         yield None
         return

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cmav_data.cli import main
+from cmav_data.cli.options import executor_options
 
 BUILD_EPILOG = """\b
 Examples:
@@ -55,7 +56,7 @@ def _synset_list(_ctx: click.Context, _param: click.Parameter, value: str | None
 @click.option("--drop-list", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Reject the photos listed (same format as --keep-list).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, help="Photos per work unit (the grain of --resume).")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, help="Worker processes.")
+@executor_options
 @click.option("--resume", is_flag=True, help="Finish an interrupted build in OUT (same inputs and options).")
 @click.option("--overwrite", is_flag=True, help="Delete OUT first if it is not empty.")
 @click.option("--fault-tolerant", is_flag=True, help="Build what can be built, list failed batches in OUT/failures.jsonl.")
@@ -65,7 +66,7 @@ def build_inis_command(imagenet_dir: Path, out: Path, sounds_dir: Path, synsets:
                        image_size: int, fit: str, jpeg_quality: int, min_side: int, grayscale: str, cmyk: str,
                        near_duplicate_distance: int, validation_fraction: float, seed: int, sounds_per_image: int,
                        pair_silent: bool, keep_list: Path | None, drop_list: Path | None, batch_size: int, jobs: int,
-                       resume: bool, overwrite: bool, fault_tolerant: bool, allow_failures: bool, quiet: bool) -> None:
+                       executor_kind: str, scheduler: str | None, resume: bool, overwrite: bool, fault_tolerant: bool, allow_failures: bool, quiet: bool) -> None:
     """Build INIS (ImageNet instrument photos paired with Sub-URMP sounds of the same instrument)."""
     from cmav_data.parallel import executor_for
     from cmav_data.recipes.build import BuildError
@@ -80,7 +81,7 @@ def build_inis_command(imagenet_dir: Path, out: Path, sounds_dir: Path, synsets:
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     try:
-        with executor_for(jobs) as executor:
+        with executor_for(jobs, executor_kind, scheduler) as executor:
             result = build_inis(imagenet_dir, out, sounds_dir, options, labels=labels, keep_list=keep_list,
                                 drop_list=drop_list, batch_size=batch_size, executor=executor, resume=resume,
                                 overwrite=overwrite, fault_tolerant=fault_tolerant, progress=not quiet)

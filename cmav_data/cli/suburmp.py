@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cmav_data.cli import main
+from cmav_data.cli.options import executor_options
 
 BUILD_EPILOG = """\b
 Examples:
@@ -14,6 +15,7 @@ Examples:
   cmav-data build-suburmp ~/data/URMP ~/data/Sub-URMP --image-size 128 -j 8
   cmav-data build-suburmp ~/data/URMP out --resume            # finish an interrupted build
   cmav-data build-suburmp ~/data/URMP out --fault-tolerant --allow-failures
+  cmav-data build-suburmp /shared/URMP /shared/Sub-URMP --scheduler tcp://head:8786   # on a Dask cluster
 """
 
 
@@ -39,7 +41,7 @@ def _ms(seconds: float, what: str) -> int:
 @click.option("--crop-table", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="CSV folder,part,left,top,right,bottom overriding the player crop boxes.")
 @click.option("--max-length-mismatch", type=float, default=1.0, help="Seconds a track and its video may differ by before it is bad input.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, help="Worker processes (one piece's video each).")
+@executor_options
 @click.option("--resume", is_flag=True, help="Finish an interrupted build in OUT (same inputs and options).")
 @click.option("--overwrite", is_flag=True, help="Delete OUT first if it is not empty.")
 @click.option("--fault-tolerant", is_flag=True, help="Build what can be built, list bad input in OUT/failures.jsonl.")
@@ -47,7 +49,7 @@ def _ms(seconds: float, what: str) -> int:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def build_suburmp_command(urmp_dir: Path, out: Path, sample_rate: int, window: float, hop: float, channels: int,
                           image_size: int | None, jpeg_quality: int, drop_silent: bool, split_file: Path | None,
-                          crop_table: Path | None, max_length_mismatch: float, jobs: int, resume: bool,
+                          crop_table: Path | None, max_length_mismatch: float, jobs: int, executor_kind: str, scheduler: str | None, resume: bool,
                           overwrite: bool, fault_tolerant: bool, allow_failures: bool, quiet: bool) -> None:
     """Build Sub-URMP (image/sound pairs of one player) from a URMP tree, in the published layout."""
     from cmav_data.parallel import executor_for
@@ -61,7 +63,7 @@ def build_suburmp_command(urmp_dir: Path, out: Path, sample_rate: int, window: f
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     try:
-        with executor_for(jobs) as executor:
+        with executor_for(jobs, executor_kind, scheduler) as executor:
             result = build_suburmp(urmp_dir, out, options, split_file=split_file, crop_table=crop_table,
                                    executor=executor, resume=resume, overwrite=overwrite,
                                    fault_tolerant=fault_tolerant, progress=not quiet)
