@@ -26,7 +26,7 @@ from cmav_data.recipes.build import BuildError
 from cmav_data.recipes.inis import (DEFAULT_SYNSETS, InisOptions, build_inis, clean_category, plan_inis,
                                     probe_image)
 from cmav_data.recipes.suburmp import SubUrmpOptions, build_suburmp
-from urmp_tree import make_piece
+from urmp_tree import make_piece, write_index
 
 VIOLIN, CELLO, FLUTE = "n04536866", "n02992211", "n03372029"
 SYNSETS = (VIOLIN, CELLO, FLUTE)
@@ -75,21 +75,13 @@ def make_imagenet(root: Path) -> Path:
     return root
 
 
-def _index(root: Path) -> None:
-    lines = ["folder,piece,name,part,instrument,file_code"]
-    for folder in sorted(p.name for p in root.iterdir() if p.is_dir()):
-        num, name, *codes = folder.split("_")
-        lines += [f"{folder},{int(num)},{name},{k},{c},{c}" for k, c in enumerate(codes, 1)]
-    (root / "cmav_index.csv").write_text("\n".join(lines) + "\n")
-
-
 @pytest.fixture(scope="module")
 def sounds(tmp_path_factory) -> Path:
     """A built Sub-URMP with violin, cello and flute recordings in both splits (3 recordings each)."""
     urmp = tmp_path_factory.mktemp("inis_urmp") / "URMP"
     for folder in ["01_Tiny_vn_vc", "02_Other_vn_fl", "03_Third_vc_fl", "04_Four_fl_vn_vc"]:
         make_piece(urmp, folder, seconds=1.0, size="48x16")
-    _index(urmp)
+    write_index(urmp)
     out = tmp_path_factory.mktemp("inis_sounds") / "suburmp"
     build_suburmp(urmp, out, SubUrmpOptions(), progress=False)
     return out

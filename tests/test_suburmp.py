@@ -24,18 +24,10 @@ from cmav_data.manifests import read_table
 from cmav_data.recipes.build import BuildError
 from cmav_data.recipes.suburmp import (SubUrmpOptions, build_suburmp, frame_index, held_out_positions,
                                        window_ends_ms)
-from urmp_tree import FPS, decode_frame_number, make_piece
+from urmp_tree import FPS, decode_frame_number, make_piece, write_index
 
 PIECES = ["01_Tiny_vn_vc", "02_Other_vn_fl", "03_Third_vc_fl", "04_Four_fl_vn_vc"]
 SECONDS = {"01_Tiny_vn_vc": 2.0, "02_Other_vn_fl": 1.5, "03_Third_vc_fl": 1.2, "04_Four_fl_vn_vc": 1.8}
-
-
-def _index(root: Path) -> None:
-    lines = ["folder,piece,name,part,instrument,file_code"]
-    for folder in sorted(p.name for p in root.iterdir() if p.is_dir()):
-        num, name, *codes = folder.split("_")
-        lines += [f"{folder},{int(num)},{name},{k},{c},{c}" for k, c in enumerate(codes, 1)]
-    (root / "cmav_index.csv").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +35,7 @@ def tree(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("suburmp") / "URMP"
     for folder in PIECES:
         make_piece(root, folder, seconds=SECONDS[folder], size="96x40")
-    _index(root)
+    write_index(root)
     return root
 
 
@@ -186,7 +178,7 @@ def test_identical_takes_are_one_recording_and_split_file(tmp_path: Path):
     for folder in ["01_A_vn_va", "02_B_vn_va", "03_C_va_vc", "04_D_vc_vn"]:
         make_piece(root, folder, seconds=1.0)
     shutil.copyfile(root / "01_A_vn_va" / "AuSep_2_va_01_A.wav", root / "02_B_vn_va" / "AuSep_2_va_02_B.wav")
-    _index(root)
+    write_index(root)
     result = build_suburmp(root, tmp_path / "out", progress=False)
     df = pd.read_parquet(result.out / "manifest.parquet")
     violas = sorted(df[df.class_name == "viola"].recording.unique())

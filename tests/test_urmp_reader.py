@@ -13,7 +13,7 @@ import pytest
 from cmav_data.corpora.urmp import UrmpIndex, inspect_urmp, load_urmp
 from cmav_data.instruments import INSTRUMENTS
 from cmav_data.manifests import read_table
-from urmp_tree import make_piece, write_tone
+from urmp_tree import make_piece, write_index, write_tone
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -62,14 +62,6 @@ def test_quirks_folder_rules_and_identical_takes(quirky_tree: Path):
     assert insp.players_per_instrument == {"sax": 1, "tbn": 1, "tpt": 2, "va": 2, "vc": 1, "vn": 4}
 
 
-def _own_index(root: Path, folders: list[str]) -> None:
-    lines = ["folder,piece,name,part,instrument,file_code"]
-    for folder in folders:
-        num, name, *codes = folder.split("_")
-        lines += [f"{folder},{int(num)},{name},{k},{c},{c}" for k, c in enumerate(codes, 1)]
-    (root / "cmav_index.csv").write_text("\n".join(lines) + "\n")
-
-
 def _problems(root: Path) -> list[str]:
     return [str(p) for p in inspect_urmp(root, progress=False).problems]
 
@@ -77,7 +69,7 @@ def _problems(root: Path) -> list[str]:
 def test_clean_tree_with_its_own_index_has_no_problems(tmp_path: Path):
     root = tmp_path / "URMP"
     make_piece(root, "01_Tiny_vn_vc", seconds=1.5)
-    _own_index(root, ["01_Tiny_vn_vc"])
+    write_index(root, ["01_Tiny_vn_vc"])
     insp = inspect_urmp(root, progress=False)
     assert insp.problems == []
     (piece,) = insp.pieces
@@ -101,7 +93,7 @@ def test_clean_tree_with_its_own_index_has_no_problems(tmp_path: Path):
 def test_each_problem_names_the_file_and_cause(tmp_path: Path, break_it, expected):
     root = tmp_path / "URMP"
     piece = make_piece(root, "01_Tiny_vn_vc")
-    _own_index(root, ["01_Tiny_vn_vc"])
+    write_index(root, ["01_Tiny_vn_vc"])
     break_it(piece)
     problems = _problems(root)
     assert len(problems) == 1 and expected in problems[0], problems
@@ -112,7 +104,7 @@ def test_short_video_unknown_code_and_unindexed_piece(tmp_path: Path):
     make_piece(root, "01_Tiny_vn_vc", seconds=2.0, video_seconds=1.0)
     make_piece(root, "02_Odd_vn_xyz")
     make_piece(root, "03_Extra_fl_cl")
-    _own_index(root, ["01_Tiny_vn_vc", "02_Odd_vn_xyz"])
+    write_index(root, ["01_Tiny_vn_vc", "02_Odd_vn_xyz"])
     problems = _problems(root)
     assert any("Vid_01_Tiny_vn_vc.mp4: video shorter than the audio" in p for p in problems)
     assert any("02_Odd_vn_xyz: unknown instrument code xyz" in p for p in problems)
@@ -127,7 +119,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_cli_strict_json_and_no_traceback(tmp_path: Path):
     root = tmp_path / "URMP"
     piece = make_piece(root, "01_Tiny_vn_vc")
-    _own_index(root, ["01_Tiny_vn_vc"])
+    write_index(root, ["01_Tiny_vn_vc"])
     out = tmp_path / "summary.json"
     ok = _cli("inspect-urmp", str(root), "--json", str(out), "--strict", "--quiet")
     assert ok.returncode == 0, ok.stderr

@@ -67,3 +67,14 @@ def make_piece(root: Path, folder: str, seconds: float = 1.0, file_codes: dict[i
     pretty_midi.PrettyMIDI().write(str(path / f"Sco_{folder}.mid"))
     write_video(path / f"Vid_{folder}.mp4", video_seconds if video_seconds is not None else seconds, size)
     return path
+
+
+def write_index(root: Path, folders: list[str] | None = None) -> None:
+    """The tree's own cmav_index.csv, listing ``folders`` (default: every piece folder in it)."""
+    if folders is None:
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    lines = ["folder,piece,name,part,instrument,file_code"]
+    for folder in folders:
+        num, name, *codes = folder.split("_")
+        lines += [f"{folder},{int(num)},{name},{k},{c},{c}" for k, c in enumerate(codes, 1)]
+    (root / "cmav_index.csv").write_text("\n".join(lines) + "\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cmav_data.cli import main
-from cmav_data.cli.options import executor_options
+from cmav_data.cli.options import executor_options, report_failures
 
 BUILD_EPILOG = """\b
 Examples:
@@ -87,14 +87,7 @@ def build_inis_command(imagenet_dir: Path, out: Path, sounds_dir: Path, synsets:
                                 overwrite=overwrite, fault_tolerant=fault_tolerant, progress=not quiet)
     except BuildError as e:
         raise click.ClickException(str(e)) from None
-    for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
     n_train = sum(c["train"] for c in result.counts.values())
     click.echo(f"{result.n_images} photos, {result.n_pairs} pairs ({n_train} train, {result.n_pairs - n_train} "
                f"validation), {result.n_rejected} rejected, in {result.out} ({result.seconds:.1f} s)")
-    if result.failures:
-        click.echo(f"{len(result.failures)} batch(es) failed, see {result.out / 'failures.jsonl'}:", err=True)
-        for failure in result.failures:
-            click.echo(f"  {failure}", err=True)
-        if not allow_failures:
-            raise SystemExit(1)
+    report_failures(result.warnings, result.failures, result.out, allow_failures, "batch")

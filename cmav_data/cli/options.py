@@ -16,3 +16,15 @@ def executor_options(f):
     f = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1,
                      help="Worker processes (1 runs in this process). Output bytes do not depend on it.")(f)
     return f
+
+
+def report_failures(warnings: list[str], failures: list, out, allow_failures: bool, unit: str) -> None:
+    """Print a build's warnings and failures; exit 1 on failures unless they are allowed."""
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if failures:
+        click.echo(f"{len(failures)} {unit}(s) failed, see {out / 'failures.jsonl'}:", err=True)
+        for failure in failures:
+            click.echo(f"  {failure}", err=True)
+        if not allow_failures:
+            raise SystemExit(1)
