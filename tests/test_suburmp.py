@@ -273,3 +273,24 @@ def test_bad_options_and_unrelated_out(tree: Path, built: Path, tmp_path: Path):
     bad = subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(tree), str(tmp_path / "x"),
                           "--window", "0.0005"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--window" in bad.stderr
+
+
+def test_embed_stores_media_in_parquet_shards(tree: Path, built: Path, tmp_path: Path):
+    from cmav_data.shards import load_pairs, verify
+
+    out = tmp_path / "embedded"
+    cmd = [sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(tree), str(out), "--embed", "--quiet"]
+    refused = subprocess.run(cmd + ["--image-size", "16"], capture_output=True, text=True)
+    assert refused.returncode == 1 and "--image-size" in refused.stderr
+    subprocess.run(cmd + ["--shard-size", "100KB"], check=True)
+    assert not (out / "img").exists() and not (out / "chunk").exists()
+    shards = sorted(p.name for p in (out / "data").glob("*.parquet"))
+    assert len(shards) > 2 and shards[0] == f"train-00000-of-{sum(s.startswith('train') for s in shards):05d}.parquet"
+    embedded = pd.concat(pd.read_parquet(out / "data" / s) for s in shards)  # pandas reads them as they are
+    files = pd.read_parquet(built / "manifest.parquet")
+    assert len(embedded) == len(files)
+    assert verify(out, deep=True, progress=False).ok
+    # The same pairs and the same bytes as the one-file-per-pair build.
+    a = load_pairs(out, media=True)
+    b = load_pairs(built, media=True)
+    assert a.equals(b)

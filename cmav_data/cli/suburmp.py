@@ -40,6 +40,8 @@ def _ms(seconds: float, what: str) -> int:
               help="CSV of 'recording,split' (recording: violin03 or a part key like 24_Pirates_vn_vn_va_vc/3).")
 @click.option("--crop-table", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="CSV folder,part,left,top,right,bottom overriding the player crop boxes.")
+@click.option("--embed", is_flag=True, help="Store images and sounds inside Parquet shards (data/*.parquet, index.json) instead of one file each.")
+@click.option("--shard-size", default="256MB", help="With --embed: bytes of media per shard (e.g. 256MB, 1GB).")
 @click.option("--max-length-mismatch", type=float, default=1.0, help="Seconds a track and its video may differ by before it is bad input.")
 @executor_options
 @click.option("--resume", is_flag=True, help="Finish an interrupted build in OUT (same inputs and options).")
@@ -49,25 +51,28 @@ def _ms(seconds: float, what: str) -> int:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def build_suburmp_command(urmp_dir: Path, out: Path, sample_rate: int, window: float, hop: float, channels: int,
                           image_size: int | None, jpeg_quality: int, drop_silent: bool, split_file: Path | None,
-                          crop_table: Path | None, max_length_mismatch: float, jobs: int, executor_kind: str, scheduler: str | None, resume: bool,
+                          crop_table: Path | None, embed: bool, shard_size: str, max_length_mismatch: float, jobs: int, executor_kind: str, scheduler: str | None, resume: bool,
                           overwrite: bool, fault_tolerant: bool, allow_failures: bool, quiet: bool) -> None:
     """Build Sub-URMP (image/sound pairs of one player) from a URMP tree, in the published layout."""
     from cmav_data.parallel import executor_for
     from cmav_data.recipes.build import BuildError
     from cmav_data.recipes.suburmp import SubUrmpOptions, build_suburmp
+    from cmav_data.shards.index import ShardsError, parse_size
 
     try:
         options = SubUrmpOptions(sample_rate=sample_rate, window_ms=_ms(window, "--window"), hop_ms=_ms(hop, "--hop"),
                                  channels=channels, jpeg_quality=jpeg_quality, image_size=image_size,
                                  drop_silent=drop_silent, max_length_mismatch=max_length_mismatch)
+        shard_bytes = parse_size(shard_size)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     try:
         with executor_for(jobs, executor_kind, scheduler) as executor:
             result = build_suburmp(urmp_dir, out, options, split_file=split_file, crop_table=crop_table,
                                    executor=executor, resume=resume, overwrite=overwrite,
-                                   fault_tolerant=fault_tolerant, progress=not quiet)
-    except BuildError as e:
+                                   fault_tolerant=fault_tolerant, embed=embed, shard_size=shard_bytes,
+                                   progress=not quiet)
+    except (BuildError, ShardsError) as e:
         raise click.ClickException(str(e)) from None
     n_train = sum(c["train"] for c in result.counts.values())
     click.echo(f"{result.n_pairs} pairs ({n_train} train, {result.n_pairs - n_train} validation) "

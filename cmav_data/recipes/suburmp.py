@@ -33,6 +33,7 @@ import csv
 import json
 import os
 import platform
+import shutil
 import time
 from collections import defaultdict
 from concurrent.futures import Executor
@@ -434,12 +435,17 @@ class BuildResult:
 def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, options: SubUrmpOptions = SubUrmpOptions(),
                   *, split_file: str | os.PathLike | None = None, crop_table: str | os.PathLike | None = None,
                   executor: Executor | None = None, resume: bool = False, overwrite: bool = False,
-                  fault_tolerant: bool = False, progress: bool = True) -> BuildResult:
+                  fault_tolerant: bool = False, embed: bool = False, shard_size: int = 256 * 10**6,
+                  progress: bool = True) -> BuildResult:
     """Build Sub-URMP from a URMP tree into ``out_dir``. See the module docstring for conventions.
 
     Raises BuildError on the first bad input unless ``fault_tolerant``, in which case the rest is
     built and the failures are returned (and written to ``failures.jsonl``).
+    With ``embed`` the media end up inside Parquet shards (``data/<split>-NNNNN-of-NNNNN.parquet``,
+    ``index.json``: the layout ``cmav-data publish`` writes) instead of one file per image and sound.
     """
+    if embed and options.image_size:
+        raise BuildError("--embed stores each pair's crop only; drop --image-size and resize when loading")
     started = time.perf_counter()
     plan = plan_suburmp(urmp_dir, options, split_file, crop_table, executor, progress)
     if plan.failures and not fault_tolerant:
@@ -450,6 +456,7 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
         "options": asdict(options),
         "recordings": [{"name": r.name, "split": r.split, "audio_sha256": r.audio_sha256,
                         "video_sha256": r.video_sha256, "crop": r.crop} for r in plan.recordings],
+        "embed": {"shard_size": shard_size} if embed else None,
     }
     build.start(plan_record, resume=resume, overwrite=overwrite)
 
@@ -497,6 +504,8 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
         "versions": versions(),
         "seconds": round(seconds, 3),
     }, indent=2) + "\n")
+    if embed:
+        _embed_media(build.root, shard_size, executor, progress)
     return BuildResult(build.root, table.num_rows, counts, failures, plan.warnings, seconds)
 
 
@@ -509,3 +518,18 @@ def versions() -> dict[str, str]:
             "pyarrow": pa.__version__, "av": av.__version__, "ffmpeg": av.library_versions.get("libavcodec") and
             ".".join(map(str, av.library_versions["libavcodec"])), "pillow": PIL.__version__,
             "soundfile": soundfile.__version__, "libsndfile": soundfile.__libsndfile_version__, "soxr": soxr.__version__}
+
+
+def _embed_media(root: Path, shard_size: int, executor: Executor | None, progress: bool) -> None:
+    """Move the media files into Parquet shards (publish's layout), then remove the files.
+
+    ``index.json`` is written last by publish, so a build killed before it re-publishes on
+    ``--resume``, and one killed after it only finishes removing the files.
+    """
+    from cmav_data.shards.index import INDEX_NAME
+    from cmav_data.shards.publish import publish
+
+    if not (root / INDEX_NAME).is_file():
+        publish(root, root, shard_size=shard_size, executor=executor, progress=progress)
+    for media_dir in [root / "img", root / "chunk", *root.glob("img_*")]:
+        shutil.rmtree(media_dir, ignore_errors=True)
