@@ -17,7 +17,6 @@ Peak RSS is the largest resident set of any process of the build (getrusage of t
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import subprocess
 import sys
@@ -91,10 +90,25 @@ def main() -> None:
         lines.append(f"{n:>6} {info['n_pairs']:>7} {seconds_of_video:>8.1f} {floor:>8.2f} {build_s:>8.2f} "
                      f"{build_s / floor:>5.2f}x {rss:>12.0f}")
     body = "\n".join(lines) + "\n\nfloor: " + "; ".join(sorted(set(floors)))
+    body += "\n\n" + scaling(corpus, args.work)
     print(body)
     if not args.no_record:
         cmd = "python benchmarks/bench_build.py " + " ".join(sys.argv[1:])
         update_section("bench_build", cmd.strip(), body)
+
+
+def scaling(corpus: Path, work: Path) -> str:
+    """Wall time of the same build serially, on a 2-process pool and on a 2-worker local Dask cluster."""
+    rows = [f"scaling on {corpus.name}:", f"{'executor':<22} {'build s':>8} {'speed-up':>9}"]
+    base = None
+    for label, flags in [("serial (-j 1)", ["-j", "1"]), ("process pool (-j 2)", ["-j", "2"]),
+                         ("dask local (-j 2)", ["-j", "2", "--executor", "dask"])]:
+        out = work / "out-scaling"
+        shutil.rmtree(out, ignore_errors=True)
+        seconds, _ = run_measured([*CLI, "build-suburmp", str(corpus), str(out), "--quiet", *flags])
+        base = base or seconds
+        rows.append(f"{label:<22} {seconds:>8.2f} {base / seconds:>8.2f}x")
+    return "\n".join(rows)
 
 
 def _inspect(corpus: Path) -> list[dict]:

@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import http.server
 import io
-import re
 import sys
 import tempfile
 import threading
@@ -28,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from cmav_data.atomic import write_text
 from cmav_data.manifest import PAIR_SCHEMA, table_metadata, write_table
 from cmav_data.shards import DownloadConfig, download, publish, read_index, verify
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-BEGIN, END = "<!-- bench_shards:begin -->", "<!-- bench_shards:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import update_section  # noqa: E402
+
 
 
 def make_dataset(root: Path, rows: int, kb: int) -> int:
@@ -134,13 +133,8 @@ def main() -> None:
         f"verify (hash state)   {t_shallow:6.3f} s  {t_shallow / t_deep:6.3f}x verify --deep ({t_deep:.2f} s)",
     ]
     print("\n".join(lines))
-    cmd = "python benchmarks/bench_shards.py " + " ".join(sys.argv[1:])
-    section = "\n".join([BEGIN, "## shards (publish / download / verify)", "", f"`{cmd.strip()}`", "",
-                         "```", *lines, "```", END])
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    new = pattern.sub(lambda _: section, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + section + "\n"
-    write_text(RESULTS, new)
+    update_section("bench_shards", ("python benchmarks/bench_shards.py " + " ".join(sys.argv[1:])).strip(),
+                   "\n".join(lines))
 
 
 if __name__ == "__main__":

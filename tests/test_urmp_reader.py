@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cmav_data.corpora.urmp import UrmpIndex, inspect_urmp, load_urmp
+from cmav_data.corpora.urmp import inspect_urmp, load_urmp
 from cmav_data.instruments import INSTRUMENTS
 from cmav_data.manifests import read_table
 from urmp_tree import make_piece, write_index, write_tone
