@@ -1,0 +1,6 @@
+"""Audio features of built datasets: specs, librosa reference, fast torch path, Parquet cache, Dataset.
+
+Modules: ``specs`` (config dataclasses), ``reference`` (librosa per chunk), ``fast`` (batched
+torch), ``store`` (Parquet shards + cache key), ``dataset`` (torch Dataset), ``compare`` (the
+representation x depth experiment of the 2017 paper).
+"""

@@ -1,0 +1,220 @@
+"""Audio features: specs, fast-vs-librosa parity, Parquet cache, bad input, Dataset, classifier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import torch
+from click.testing import CliRunner
+
+from cmav_data.cli import main
+from cmav_data.features.dataset import FeatureDataset
+from cmav_data.features.fast import FastFeatures
+from cmav_data.features.reference import reference_features
+from cmav_data.features.specs import SpecError, make_spec
+from cmav_data.features.store import FeatureInputError, extract_features, load_chunk, read_features, worker_pool
+from cmav_data.manifest import read_metadata
+from cmav_models.sound_classifier import SoundCNN, SoundCNNConfig
+from test_features_fixtures import FRAMES, RATE, build_dataset, write_manifest
+
+# Stated tolerances of the fast path against librosa (max abs over every value):
+DB_TOLERANCE = 1e-3  # STFT and LMS, in dB
+MFCC_TOLERANCE = 1e-3  # MFCC coefficients (values span about +-500)
+CQT_TOLERANCE = 2e-3  # CQT in dB: librosa's algorithm and filters, float32 products (measured 7e-4)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("suburmp")
+    shared = Path(__file__).resolve().parent.parent.parent / "shared"
+    build_dataset(root, samples_dir=shared if shared.is_dir() else None)
+    return root
+
+
+def _real_chunks(shared_dir: Path) -> np.ndarray:
+    chunks = []
+    for path in sorted((shared_dir / "samples").glob("*.wav")):
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+        if rate == RATE:
+            chunks += [audio[s : s + FRAMES] for s in range(0, len(audio) - FRAMES + 1, FRAMES)]
+    return np.stack(chunks)
+
+
+def _tolerance(kind: str) -> float:
+    return {"stft": DB_TOLERANCE, "lms": DB_TOLERANCE, "mfcc": MFCC_TOLERANCE, "cqt": CQT_TOLERANCE}[kind]
+
+
+def test_make_spec_parses_overrides_and_rejects_bad_ones():
+    spec = make_spec("lms", ["n_mels=64", "fmax=none", "center=false", "top_db=70"])
+    assert (spec.n_mels, spec.fmax, spec.center, spec.top_db) == (64, None, False, 70.0)
+    assert spec.shape == (64, 1 + (22050 - 2048) // 512)
+    assert make_spec("cqt").shape == (84, 44) and make_spec("stft").shape == (1025, 44)
+    with pytest.raises(SpecError, match="no parameter 'n_mel'"):
+        make_spec("lms", ["n_mel=64"])
+    with pytest.raises(SpecError, match="cannot read"):
+        make_spec("lms", ["n_mels=many"])
+    with pytest.raises(SpecError, match="unknown feature kind"):
+        make_spec("chroma")
+
+
+@pytest.mark.parametrize("kind", ["stft", "lms", "mfcc"])
+def test_fast_matches_librosa_on_real_recordings(shared_dir, kind):
+    audio = _real_chunks(shared_dir)
+    spec = make_spec(kind)
+    fast, reference = FastFeatures(spec)(audio), reference_features(audio, spec)
+    assert fast.shape == reference.shape == (len(audio), *spec.shape)
+    assert np.abs(fast - reference).max() <= _tolerance(kind)
+
+
+def test_fast_cqt_matches_librosa_on_real_recordings(shared_dir):
+    audio = _real_chunks(shared_dir)
+    spec = make_spec("cqt")
+    assert np.abs(FastFeatures(spec)(audio) - reference_features(audio, spec)).max() <= CQT_TOLERANCE
+
+
+@pytest.mark.parametrize("kind", ["stft", "lms", "mfcc", "cqt"])
+def test_fast_matches_librosa_on_dataset_chunks_with_options(dataset, kind):
+    # Non-default padding, reference level and normalisation take the other code paths.
+    extra = ["bins_per_octave=24", "n_bins=144"] if kind == "cqt" else ["n_fft=1024"]
+    spec = make_spec(kind, ["pad_mode=reflect", "db_ref=1.0", "normalize=standard", *extra])
+    paths = sorted(dataset.glob("chunk/*/*/*.wav"))[::5]
+    audio = np.stack([load_chunk(p, spec, p.stem)[0] for p in paths])
+    fast, reference = FastFeatures(spec)(audio), reference_features(audio, spec)
+    assert np.abs(fast - reference).max() <= _tolerance(kind)
+    assert np.allclose(fast.mean(axis=(1, 2)), 0, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["lms", "cqt"])
+def test_top_db_is_per_chunk_not_per_batch(kind):
+    # A quiet chunk batched with a loud one must get the same features as on its own.
+    t = np.arange(FRAMES) / RATE
+    loud = (0.9 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    quiet = (1e-3 * np.sin(2 * np.pi * 330 * t) + 1e-4 * np.sin(2 * np.pi * 5000 * t)).astype(np.float32)
+    spec = make_spec(kind)
+    fast = FastFeatures(spec)
+    batched = fast(np.stack([loud, quiet]))
+    alone = fast(quiet[None])
+    assert np.abs(batched[1] - alone[0]).max() <= _tolerance(kind)
+    assert batched[1].max() == pytest.approx(0.0, abs=1e-4)  # db_ref=None: each chunk's own max is 0 dB
+    assert batched[1].min() >= -spec.top_db - 1e-4
+
+
+def _shard_bytes(out_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out_dir.iterdir())}
+
+
+def test_extract_writes_shards_caches_and_is_worker_count_independent(dataset, tmp_path):
+    spec = make_spec("lms")
+    first = extract_features(dataset, spec, "fast", shard_size=20, progress=False)
+    assert first.computed_shards == first.n_shards == -(-first.n_pairs // 20) > 1
+    assert first.out_dir == dataset / "features" / f"lms-{first.cache_key[:12]}"
+    info = json.loads((first.out_dir / "features.json").read_text())
+    assert info["cache_key"] == first.cache_key and info["shape"] == [128, 44]
+    meta = read_metadata(first.out_dir / "part-00000.parquet")["options"]
+    assert meta["spec"]["n_mels"] == 128 and meta["shape"] == [128, 44] and "librosa" in meta["versions"]
+    frame = pd.read_parquet(first.out_dir / "part-00000.parquet")
+    assert list(frame.columns) == ["id", "features"] and len(frame.features[0]) == 128 * 44
+    ids, features, _ = read_features(first.out_dir)
+    assert len(ids) == first.n_pairs and np.isfinite(features).all()
+    # Values are the reference's, for the pairs in manifest order.
+    manifest = pq.read_table(dataset / "manifest.parquet").to_pydict()
+    assert ids == manifest["id"]
+    audio = np.stack([load_chunk(dataset / p, spec, i)[0] for i, p in zip(ids[:8], manifest["audio_path"][:8])])
+    assert np.abs(features[:8] - reference_features(audio, spec)).max() <= DB_TOLERANCE
+    before = _shard_bytes(first.out_dir)
+    again = extract_features(dataset, spec, "fast", shard_size=20, progress=False)
+    assert again.computed_shards == 0 and _shard_bytes(first.out_dir) == before
+    # Worker count does not change a byte: recompute with two processes after deleting a shard.
+    (first.out_dir / "features.json").unlink()
+    for name in ("part-00000.parquet", "part-00001.parquet"):
+        (first.out_dir / name).unlink()
+    with worker_pool(2) as pool:
+        resumed = extract_features(dataset, spec, "fast", executor=pool, shard_size=20, progress=False)
+    assert resumed.computed_shards == 2 and _shard_bytes(first.out_dir) == before
+    changed = extract_features(dataset, make_spec("lms", {"n_mels": 64}), "fast", shard_size=20, progress=False)
+    assert changed.out_dir != first.out_dir and changed.computed_shards == changed.n_shards
+    assert read_features(changed.out_dir)[1].shape[1:] == (64, 44)
+
+
+def _bad_dataset(root: Path, audio: np.ndarray, rate: int, subtype: str = "PCM_16") -> None:
+    build_dataset(root, train_per_class=1, validation_per_class=1)
+    manifest = pq.read_table(root / "manifest.parquet").to_pylist()
+    sf.write(root / manifest[0]["audio_path"], audio, rate, subtype=subtype)
+    write_manifest(root, manifest)
+
+
+def test_resampled_padded_and_silent_chunks_give_finite_features(tmp_path):
+    build_dataset(tmp_path, train_per_class=2, validation_per_class=1)
+    rows = pq.read_table(tmp_path / "manifest.parquet").to_pylist()
+    t = np.arange(24000) / 48000
+    sf.write(tmp_path / rows[0]["audio_path"], 0.5 * np.sin(2 * np.pi * 440 * t), 48000, subtype="PCM_16")
+    sf.write(tmp_path / rows[1]["audio_path"], np.zeros(FRAMES), RATE, subtype="PCM_16")
+    sf.write(tmp_path / rows[2]["audio_path"], 0.5 * np.sin(2 * np.pi * 440 * t[:15000]), RATE)
+    write_manifest(tmp_path, rows)
+    for kind in ("lms", "mfcc"):
+        result = extract_features(tmp_path, make_spec(kind), "fast", progress=False)
+        assert (result.n_resampled, result.n_resized) == (1, 1)
+        _, features, _ = read_features(result.out_dir)
+        assert np.isfinite(features).all()
+        assert np.all(features[1] == features[1][:, :1])  # the silent chunk: every frame the same
+
+
+@pytest.mark.parametrize("problem", ["nan", "unreadable"])
+def test_bad_chunk_is_a_clear_error_naming_the_pair(tmp_path, problem):
+    if problem == "nan":
+        audio = np.full(FRAMES, np.nan, dtype=np.float32)
+        _bad_dataset(tmp_path, audio, RATE, subtype="FLOAT")
+    else:
+        _bad_dataset(tmp_path, np.zeros(FRAMES), RATE)
+        path = tmp_path / pq.read_table(tmp_path / "manifest.parquet").column("audio_path")[0].as_py()
+        path.write_bytes(b"not a wav file at all")
+    pair_id = pq.read_table(tmp_path / "manifest.parquet").column("id")[0].as_py()
+    with pytest.raises(FeatureInputError, match=f"pair {pair_id}"):
+        extract_features(tmp_path, make_spec("lms"), "fast", progress=False)
+    result = CliRunner().invoke(main, ["extract-features", str(tmp_path), "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("Error: pair ") and len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_extract_reports_cache_hit(dataset):
+    args = ["extract-features", str(dataset), "--kind", "mfcc", "--param", "n_mfcc=13", "--quiet"]
+    first = CliRunner().invoke(main, args)
+    second = CliRunner().invoke(main, args)
+    assert first.exit_code == second.exit_code == 0, first.output
+    assert "shard(s) computed" in first.output and "cached, nothing to do" in second.output
+    bad = CliRunner().invoke(main, ["extract-features", str(dataset), "--param", "n_mel=3"])
+    assert bad.exit_code == 1 and "no parameter 'n_mel'" in bad.output
+
+
+def test_feature_dataset_serves_split_features_and_labels(dataset):
+    spec = make_spec("lms")
+    train = FeatureDataset(dataset, spec, "train")
+    valid = FeatureDataset(dataset, spec, "validation", max_per_class=2)
+    manifest = pq.read_table(dataset / "manifest.parquet").to_pandas().set_index("id")
+    assert len(train) == (manifest.split == "train").sum() and len(valid) == 2 * 4
+    x, y = train[3]
+    assert x.shape == (1, 128, 44) and x.dtype == torch.float32
+    assert int(y) == manifest.loc[train.ids[3], "class_index"]
+    loader = torch.utils.data.DataLoader(train, batch_size=8)
+    xb, yb = next(iter(loader))
+    assert xb.shape == (8, 1, 128, 44) and yb.dtype == torch.int64
+
+
+@pytest.mark.parametrize("shape", [(128, 44), (1025, 44), (20, 44), (84, 44)])
+def test_sound_cnn_shapes_for_every_depth(shape):
+    x = torch.randn(3, 1, *shape)
+    for depth in (2, 3, 4, 5):
+        model = SoundCNN(SoundCNNConfig(n_classes=13, depth=depth, in_shape=shape, channels=16)).eval()
+        assert model(x).shape == (3, 13) and model.embed(x).shape == (3, 16)
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert len(convs) == depth
+    for depth in (1, 6):
+        with pytest.raises(ValueError, match="depth"):
+            SoundCNN(SoundCNNConfig(depth=depth))
