@@ -28,6 +28,8 @@ demo: setup
 	$(BIN)/cmav-data inspect-urmp $(DEMO)/urmp --json $(DEMO)/urmp_summary.json --strict
 	$(BIN)/cmav-data build-suburmp $(DEMO)/urmp $(DEMO)/suburmp -j $(JOBS) --image-size 64 --resume
 	$(BIN)/cmav-data stats $(DEMO)/suburmp
+	$(BIN)/cmav-data compare-features $(DEMO)/suburmp --fast -j $(JOBS)
+	$(BIN)/cmav-bench run --suite fast --data $(DEMO)/suburmp --out runs --jobs $(JOBS)
 
 test: setup
 	$(BIN)/python -m pytest -n 2 -q -rs

@@ -1,0 +1,158 @@
+"""The reference networks, their losses, checkpoints, training determinism/resume, and metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from cmav_models.cgan import CGANConfig, Discriminator, Generator, discriminator_loss
+from cmav_models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from cmav_models.image_classifier import ImageCNN, ImageCNNConfig
+from cmav_models.metrics import METRICS, Scored, UnknownMetricError, frechet_distance, get_metric, register_metric
+from cmav_models.sound_autoencoder import SoundAutoencoder, SoundAutoencoderConfig
+from cmav_models.train import GANTrainConfig, Stage, TrainConfig, classification_loss, mismatched_indices, \
+    train_cgan, train_supervised
+
+torch.set_num_threads(1)  # small networks on shared cores: one thread is fastest
+
+
+@pytest.mark.parametrize("size,depth", [(64, 4), (128, 5)])
+def test_image_classifier_shapes(size, depth):
+    model = ImageCNN(ImageCNNConfig(image_size=size, depth=depth, channels=8)).eval()
+    x = torch.randn(3, 3, size, size)
+    assert model(x).shape == (3, 13)
+    assert model.embed(x).shape == (3, 128)
+
+
+def test_autoencoder_reconstructs_the_input_shape():
+    model = SoundAutoencoder(SoundAutoencoderConfig(channels=4, embed_dim=16))
+    x = torch.rand(2, 1, 128, 44) * 2 - 1
+    assert model(x).shape == x.shape and model.embed(x).shape == (2, 16)
+
+
+@pytest.mark.parametrize("channels,shape", [(3, (64, 64)), (1, (128, 44)), (3, (32, 32))])
+def test_gan_shapes_both_directions(channels, shape):
+    config = CGANConfig(out_channels=channels, out_shape=shape, cond_dim=10, g_channels=4, d_channels=4)
+    g, d = Generator(config), Discriminator(config)
+    fake = g(torch.randn(5, config.noise_dim), torch.randn(5, 10))
+    assert fake.shape == (5, channels, *shape)
+    assert fake.abs().max() <= 1  # tanh range, the range real samples are scaled to
+    assert d(fake, torch.randn(5, 10)).shape == (5,)
+
+
+def test_mismatch_term_penalises_a_discriminator_that_ignores_the_condition():
+    # A discriminator sure that every real image is real, whatever the condition: without the
+    # mismatch term its loss is low, with it the (real, wrong sound) pairs cost it.
+    config = CGANConfig(cond_dim=4, out_shape=(16, 16), n_up=2, g_channels=4, d_channels=4)
+    d = Discriminator(config)
+    real, fake = torch.ones(6, 3, 16, 16), -torch.ones(6, 3, 16, 16)
+    with torch.no_grad():
+        d.realness.weight.zero_()
+        d.realness.bias.fill_(0.0)
+        d.match.weight.zero_()
+    cond = torch.randn(6, 4)
+    plain = discriminator_loss(d, real, fake, cond, None)
+    with_mismatch = discriminator_loss(d, real, fake, cond, torch.randn(6, 4))
+    # All logits 0: each BCE term is log 2; plain = 2 log 2, with mismatch = log 2 + log 2.
+    assert plain.item() == pytest.approx(2 * np.log(2), rel=1e-5)
+    assert with_mismatch.item() == pytest.approx(2 * np.log(2), rel=1e-5)
+    with torch.no_grad():
+        d.realness.bias.fill_(5.0)  # "real" for everything
+    assert discriminator_loss(d, real, fake, cond, torch.randn(6, 4)) > discriminator_loss(d, real, fake, cond, None) / 2
+
+
+def test_mismatched_pairs_are_another_instrument_or_another_time():
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+    index = torch.arange(8).repeat(20)
+    g = torch.Generator().manual_seed(0)
+    other_instrument = mismatched_indices(labels, index, 0.0, g)
+    assert (labels[other_instrument] != labels[index]).all()
+    same_instrument = mismatched_indices(labels, index, 1.0, g)
+    assert (labels[same_instrument] == labels[index]).all() and (same_instrument != index).all()
+    mixed = mismatched_indices(labels, index, 0.5, g)
+    same = labels[mixed] == labels[index]
+    assert 0.2 < same.float().mean() < 0.8 and (mixed[same] != index[same]).all()
+
+
+def test_frechet_distance_matches_the_sqrtm_formula():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(300, 6))
+    b = rng.normal(size=(200, 6)) @ rng.normal(size=(6, 6)) + 0.5
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * scipy.linalg.sqrtm(ca @ cb).real)
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+    assert abs(frechet_distance(a, a)) < 1e-8
+    # Fewer rows than dimensions (singular covariances) still gives a finite number.
+    assert np.isfinite(frechet_distance(a[:4], b[:3]))
+
+
+def test_metric_registry_lookup_and_extension():
+    assert {"accuracy", "frechet", "pose_r", "pose_mae"} <= set(METRICS)
+    with pytest.raises(UnknownMetricError, match="unknown metric 'nope'.*accuracy"):
+        get_metric("nope")
+
+    @register_metric("test_mean_label", "mean class index of the conditions", higher_is_better=True)
+    def mean_label(scored: Scored) -> float:
+        return float(scored.labels.float().mean())
+
+    try:
+        assert get_metric("test_mean_label").fn is mean_label
+    finally:
+        del METRICS["test_mean_label"]
+
+
+def _stage(tmp_path, name="s", seed=0) -> Stage:
+    return Stage(name, tmp_path / f"{name}.pt", {"stage": name, "feature_config": {"n_mels": 128}}, seed,
+                 torch.device("cpu"), progress=False)
+
+
+def _tiny_gan_run(stage: Stage, epochs: int) -> Generator:
+    torch.manual_seed(0)
+    config = CGANConfig(cond_dim=4, out_shape=(8, 8), n_up=2, noise_dim=4, g_channels=4, d_channels=4)
+    g, d = Generator(config), Discriminator(config)
+    samples = torch.randint(0, 256, (24, 3, 8, 8), generator=torch.Generator().manual_seed(1)).to(torch.uint8)
+    labels = torch.arange(24) % 3
+    conditions = torch.nn.functional.one_hot(labels, 4).float()
+    train_cgan(stage, g, d, samples, conditions, labels, lambda x: x.float() / 127.5 - 1,
+               GANTrainConfig(epochs=epochs, batch_size=8))
+    return g
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_gan_training_is_deterministic_and_resumes_exactly(tmp_path):
+    straight = _tiny_gan_run(_stage(tmp_path / "a"), epochs=2)
+    again = _tiny_gan_run(_stage(tmp_path / "b"), epochs=2)
+    assert _same_weights(straight, again)
+    _tiny_gan_run(_stage(tmp_path / "c"), epochs=1)  # "killed" after one epoch
+    resumed = _tiny_gan_run(_stage(tmp_path / "c"), epochs=2)
+    assert _same_weights(straight, resumed)
+    other_seed = _tiny_gan_run(_stage(tmp_path / "d", seed=1), epochs=2)
+    assert not _same_weights(straight, other_seed)
+
+
+def test_classifier_training_learns_a_separable_toy_problem(tmp_path):
+    torch.manual_seed(0)
+    model = ImageCNN(ImageCNNConfig(n_classes=2, image_size=16, depth=2, channels=4, embed_dim=8))
+    labels = torch.arange(64) % 2
+    images = (labels[:, None, None, None] * 200 + torch.randint(0, 50, (64, 3, 16, 16))).to(torch.uint8)
+    history = train_supervised(_stage(tmp_path), model, images, labels, classification_loss,
+                               lambda x: x.float() / 127.5 - 1, TrainConfig(epochs=4, batch_size=16, lr=1e-2))
+    assert history[-1]["loss"] < history[0]["loss"]
+    with torch.no_grad():
+        assert (model(images.float() / 127.5 - 1).argmax(1) == labels).float().mean() > 0.9
+
+
+def test_corrupt_checkpoint_and_other_feature_config_are_clear_errors(tmp_path):
+    path = tmp_path / "stage.pt"
+    save_checkpoint(path, {"meta": {"feature_config": {"n_mels": 128}}, "x": torch.zeros(2)})
+    assert torch.equal(load_checkpoint(path, {"feature_config": {"n_mels": 128}})["x"], torch.zeros(2))
+    with pytest.raises(CheckpointError, match="features made with another config"):
+        load_checkpoint(path, {"feature_config": {"n_mels": 64}})
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=f"{path.name}: corrupt checkpoint"):
+        load_checkpoint(path, {})
