@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -61,3 +62,20 @@ def test_killed_worker_is_retried_and_bytes_are_identical(tiny_demo_urmp: Path, 
         assert killed is not None, "no worker was caught building"
         assert not errors, errors
     assert _tree_digest(out) == _tree_digest(serial_build)
+
+
+def test_dask_feature_extraction_is_byte_identical(serial_build: Path, tmp_path: Path):
+    from cmav_data.features.specs import make_spec
+    from cmav_data.features.store import extract_features
+
+    spec = make_spec("lms", ())
+    copies = []
+    for name in ("serial", "dask"):
+        copy = tmp_path / name
+        shutil.copytree(serial_build, copy)
+        copies.append(copy)
+    serial = extract_features(copies[0], spec, shard_size=64, progress=False)
+    with executor_for(2, "dask") as executor:
+        on_dask = extract_features(copies[1], spec, shard_size=64, executor=executor, progress=False)
+    assert serial.n_shards > 2 and serial.out_dir.name == on_dask.out_dir.name  # same cache key
+    assert _tree_digest(serial.out_dir) == _tree_digest(on_dask.out_dir)

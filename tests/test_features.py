@@ -18,7 +18,8 @@ from cmav_data.features.dataset import FeatureDataset
 from cmav_data.features.fast import FastFeatures
 from cmav_data.features.reference import reference_features
 from cmav_data.features.specs import SpecError, make_spec
-from cmav_data.features.store import FeatureInputError, extract_features, load_chunk, read_features, worker_pool
+from cmav_data.features.store import FeatureInputError, extract_features, load_chunk, read_features
+from cmav_data.parallel import executor_for
 from cmav_data.manifest import read_metadata
 from cmav_models.sound_classifier import SoundCNN, SoundCNNConfig
 from test_features_fixtures import FRAMES, RATE, build_dataset, write_manifest
@@ -135,7 +136,7 @@ def test_extract_writes_shards_caches_and_is_worker_count_independent(dataset, t
     (first.out_dir / "features.json").unlink()
     for name in ("part-00000.parquet", "part-00001.parquet"):
         (first.out_dir / name).unlink()
-    with worker_pool(2) as pool:
+    with executor_for(2) as pool:
         resumed = extract_features(dataset, spec, "fast", executor=pool, shard_size=20, progress=False)
     assert resumed.computed_shards == 2 and _shard_bytes(first.out_dir) == before
     changed = extract_features(dataset, make_spec("lms", {"n_mels": 64}), "fast", shard_size=20, progress=False)

@@ -8,6 +8,7 @@ import os
 import click
 
 from cmav_data.cli import main
+from cmav_data.cli.options import executor_options
 from cmav_data.features.specs import KINDS, SpecError
 
 EXTRACT_EPILOG = """\b
@@ -15,6 +16,7 @@ Examples:
   cmav-data extract-features demo/suburmp --kind lms
   cmav-data extract-features demo/suburmp --kind cqt --backend reference -j 2
   cmav-data extract-features demo/suburmp --kind lms --param n_mels=64 --param top_db=none
+  cmav-data extract-features /shared/Sub-URMP --kind cqt --scheduler tcp://head:8786
 
 \b
 Writes DATASET/features/<kind>-<key>/part-NNNNN.parquet and features.json. Running it again
@@ -38,17 +40,17 @@ Writes results.json, results.md, heatmap.png and confusion_*.png to --out.
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Override a spec parameter (repeatable), e.g. n_mels=64; 'none' for None.")
 @click.option("--shard-size", type=click.IntRange(1), default=512, help="Pairs per Parquet shard.")
-@click.option("-j", "--jobs", type=click.IntRange(1), default=1,
-              help="Worker processes (shards in parallel); 1 = this process, torch on all cores.")
+@executor_options
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def extract_features_command(dataset, kind, backend, params, shard_size, jobs, quiet):
+def extract_features_command(dataset, kind, backend, params, shard_size, jobs, executor_kind, scheduler, quiet):
     """Compute a feature representation for every pair of a built dataset, as Parquet shards."""
     from cmav_data.features.specs import make_spec
-    from cmav_data.features.store import FeatureInputError, extract_features, worker_pool
+    from cmav_data.features.store import FeatureInputError, extract_features
+    from cmav_data.parallel import executor_for
 
     try:
         spec = make_spec(kind, params)
-        with worker_pool(jobs) as executor:
+        with executor_for(jobs, executor_kind, scheduler) as executor:
             result = extract_features(dataset, spec, backend, executor, shard_size, progress=not quiet)
     except (SpecError, FeatureInputError) as err:
         raise click.ClickException(str(err)) from None
@@ -86,7 +88,8 @@ def compare_features_command(dataset, out, fast, kinds, depths, seeds, epochs, m
                              max_validation_per_class, backend, jobs, quiet):
     """Train the sound classifier on each representation x depth; report validation accuracy."""
     from cmav_data.features.compare import FAST_PROFILE, CompareConfig, compare_features
-    from cmav_data.features.store import FeatureInputError, worker_pool
+    from cmav_data.features.store import FeatureInputError
+    from cmav_data.parallel import executor_for
 
     overrides = dict(FAST_PROFILE) if fast else {}
     overrides.update(kinds=tuple(k for k in kinds.split(",") if k), depths=_int_list(depths), backend=backend)
@@ -103,7 +106,7 @@ def compare_features_command(dataset, out, fast, kinds, depths, seeds, epochs, m
         raise click.ClickException(f"unknown representation(s) {sorted(unknown)} (known: {', '.join(KINDS)})")
     config = dataclasses.replace(CompareConfig(), **overrides)
     try:
-        with worker_pool(jobs) as executor:
+        with executor_for(jobs) as executor:
             results = compare_features(dataset, out, config, executor, progress=not quiet)
     except (SpecError, FeatureInputError, ValueError) as err:
         raise click.ClickException(str(err)) from None

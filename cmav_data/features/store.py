@@ -23,16 +23,14 @@ the pair. A silent chunk is valid: its features are constant (0 dB with ``db_ref
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import functools
 import hashlib
 import json
-import multiprocessing
 import os
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -40,11 +38,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import soundfile as sf
 import soxr
-from tqdm import tqdm
 
 from cmav_data.atomic import sweep_temporaries, write_text
 from cmav_data.features.specs import FeatureSpec, spec_from_dict
 from cmav_data.manifest import read_manifest, read_metadata, table_metadata, write_table
+from cmav_data.progress import progress_map
 
 BACKENDS = ("reference", "fast")
 SHARD_SIZE = 512  # pairs per shard: bounds each worker's memory (an STFT shard is ~90 MB)
@@ -226,42 +224,13 @@ def extract_features(
         shard_key = cache_key(shard_pairs, spec, backend, versions)
         tasks.append(ShardTask(str(dataset_dir), str(out_dir / name), shard_key, shard_pairs,
                                spec.to_dict(), backend, versions))
-    reports = list(tqdm(_run(tasks, executor), total=len(tasks), unit="shard",
-                        desc=f"{spec.kind} features", disable=not progress))
+    reports = list(progress_map(extract_shard, tasks, executor, desc=f"{spec.kind} features", unit="shard",
+                                enabled=progress))
     info = {"cache_key": key, "kind": spec.kind, "backend": backend, "spec": spec.to_dict(),
             "shape": list(spec.shape), "versions": versions, "n_pairs": len(pairs), "shards": shard_names}
     write_text(info_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
     return ExtractResult(out_dir, key, len(pairs), n_shards, sum(r.computed for r in reports),
                          sum(r.n_resampled for r in reports), sum(r.n_resized for r in reports))
-
-
-def _run(tasks: list[ShardTask], executor: concurrent.futures.Executor | None) -> Iterator[ShardReport]:
-    if executor is None:
-        yield from map(extract_shard, tasks)
-        return
-    futures = [executor.submit(extract_shard, task) for task in tasks]
-    for future in concurrent.futures.as_completed(futures):
-        yield future.result()
-
-
-def _one_torch_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
-@contextlib.contextmanager
-def worker_pool(jobs: int) -> Iterator[concurrent.futures.Executor | None]:
-    """A process pool of ``jobs`` workers (one torch thread each: the pool is the parallelism), or None for 1.
-
-    Workers are spawned, not forked: a fork after torch has started its OpenMP threads can hang.
-    """
-    if jobs <= 1:
-        yield None
-        return
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_one_torch_thread) as pool:
-        yield pool
 
 
 def read_features(
