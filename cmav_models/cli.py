@@ -20,7 +20,7 @@ def main() -> None:
 
 @main.command("run", epilog=EPILOG_RUN)
 @click.option("--suite", type=click.Choice(["fast", "full", "smoke"]), default="fast",
-              help="fast: < 10 min on 2 CPU cores, 64 px; full: the paper's scale, 128 px "
+              help="fast: < 10 min on 2 CPU cores, 32 px; full: the paper's scale, 128 px "
                    "(smoke: seconds, for tests).")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=str), default="demo/suburmp",
               help="A built Sub-URMP dataset (folder with manifest.parquet).")

@@ -144,11 +144,12 @@ def report_markdown(result: "RunResult", config: "BenchConfig", n_classes: int, 
         "position. The regressor is an image CNN trained on real training images; on the real row its "
         "score is the ceiling the generated rows can reach. Silent/unvoiced pairs are left out.",
         "", "## Models", "",
-        "- **S2I-C**: conditional GAN, condition = the sound classifier's penultimate features.",
+        "- **S2I-C**: conditional GAN (projection discriminator, hinge loss), condition = the sound "
+        "classifier's class posterior (softmax), standardised.",
         "- **S2I-A**: the same GAN, condition = the code of a sound autoencoder (trained to reconstruct the LMS).",
         "- **S2I-N**: S2I-C without the (real image, mismatched sound) term in the discriminator's loss "
         "(our reading of the paper's ablation).",
-        "- **I2S**: the same GAN in the other direction: image classifier features in, LMS out.",
+        "- **I2S**: the same GAN in the other direction: the image classifier's posterior in, LMS out.",
         "- Mismatched sounds are of another instrument, or (a fraction "
         f"{config.gan_training.mismatch_same_class:g}) of the same instrument at another time.",
         "", "## Figures", "",

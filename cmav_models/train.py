@@ -161,7 +161,7 @@ def standardize(embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def train_cgan(stage: Stage, generator: Generator, discriminator: Discriminator, samples: torch.Tensor,
                conditions: torch.Tensor, labels: torch.Tensor,
                to_output_space: Callable[[torch.Tensor], torch.Tensor], config: GANTrainConfig) -> list[dict]:
-    """Train G and D on (sample, condition) rows; ``conditions`` are fixed encoder embeddings."""
+    """Train G and D on (sample, condition) rows; ``conditions`` are fixed encoder outputs."""
     g_opt = torch.optim.Adam(generator.parameters(), lr=config.lr_generator, betas=(config.beta1, 0.999))
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=config.lr_discriminator, betas=(config.beta1, 0.999))
     use_mismatch = generator.config.mismatch

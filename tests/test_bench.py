@@ -127,3 +127,23 @@ def test_help_shows_defaults_and_an_example():
     result = CliRunner().invoke(main, ["run", "--help"])
     assert result.exit_code == 0
     assert "cmav-bench run" in result.output and "default: fast" in result.output
+
+
+def test_classifier_conditions_are_class_posteriors_and_the_autoencoder_gives_its_code(tiny_dataset):  # noqa: F811
+    from cmav_models.bench import SUITES, Bench
+    from cmav_models.data import load_pairs
+
+    config = SUITES["smoke"]
+    bench = Bench(config, tiny_dataset / "unused", torch.device("cpu"), progress=False)
+    pairs = load_pairs(tiny_dataset, config.load)
+    for name, variant in VARIANTS.items():
+        encoder = bench.new_model(variant.encoder).eval()
+        cond = bench.conditions(encoder, variant.encoder, pairs)
+        assert cond.shape == (len(pairs), bench.gan_config(name).cond_dim)
+        if variant.encoder == "sound_autoencoder":
+            assert cond.shape[1] == config.sound_autoencoder.embed_dim
+        else:  # a posterior over the 13 instruments, peaked where the classifier's vote is
+            assert cond.shape[1] == 13 and torch.allclose(cond.sum(1), torch.ones(len(pairs)))
+            inputs = bench.to_lms_unit(pairs.lms) if variant.direction == "s2i" else pairs.images.float() / 127.5 - 1
+            with torch.no_grad():
+                assert torch.equal(cond.argmax(1), encoder(inputs).argmax(1))

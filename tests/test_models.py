@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from cmav_models.cgan import CGANConfig, Discriminator, Generator, discriminator_loss
+from cmav_models.cgan import CGANConfig, Discriminator, Generator, discriminator_loss, generator_loss
 from cmav_models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from cmav_models.image_classifier import ImageCNN, ImageCNNConfig
 from cmav_models.metrics import METRICS, Scored, UnknownMetricError, frechet_distance, get_metric, register_metric
@@ -42,25 +42,29 @@ def test_gan_shapes_both_directions(channels, shape):
     assert d(fake, torch.randn(5, 10)).shape == (5,)
 
 
-def test_mismatch_term_penalises_a_discriminator_that_ignores_the_condition():
-    # A discriminator sure that every real image is real, whatever the condition: without the
-    # mismatch term its loss is low, with it the (real, wrong sound) pairs cost it.
-    config = CGANConfig(cond_dim=4, out_shape=(16, 16), n_up=2, g_channels=4, d_channels=4)
-    d = Discriminator(config)
-    real, fake = torch.ones(6, 3, 16, 16), -torch.ones(6, 3, 16, 16)
-    with torch.no_grad():
-        d.realness.weight.zero_()
-        d.realness.bias.fill_(0.0)
-        d.match.weight.zero_()
-    cond = torch.randn(6, 4)
-    plain = discriminator_loss(d, real, fake, cond, None)
-    with_mismatch = discriminator_loss(d, real, fake, cond, torch.randn(6, 4))
-    # All logits 0: each BCE term is log 2; plain = 2 log 2, with mismatch = log 2 + log 2.
-    assert plain.item() == pytest.approx(2 * np.log(2), rel=1e-5)
-    assert with_mismatch.item() == pytest.approx(2 * np.log(2), rel=1e-5)
-    with torch.no_grad():
-        d.realness.bias.fill_(5.0)  # "real" for everything
-    assert discriminator_loss(d, real, fake, cond, torch.randn(6, 4)) > discriminator_loss(d, real, fake, cond, None) / 2
+class _ConditionProduct:
+    """A hand-checkable discriminator: score = (mean pixel of the sample) x (first condition value)."""
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1).mean(1, keepdim=True)
+
+    def score(self, features: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return features[:, 0] * cond[:, 0]
+
+    def __call__(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.score(self.features(x), cond)
+
+
+def test_hinge_losses_and_the_mismatch_term_by_hand():
+    d = _ConditionProduct()
+    real, fake = torch.ones(6, 3, 4, 4), -torch.ones(6, 3, 4, 4)
+    cond, wrong = torch.full((6, 1), 2.0), torch.full((6, 1), -0.5)
+    # Scores: real pairs +2, fake pairs -2 (both beyond the hinge margin: no loss), real images with
+    # the wrong condition -0.5 (inside the margin: loss 0.5, half weighted beside the fake pairs).
+    assert discriminator_loss(d, real, fake, cond, None).item() == pytest.approx(0.0)
+    assert discriminator_loss(d, real, fake, cond, wrong).item() == pytest.approx(0.25)
+    assert discriminator_loss(d, real, fake, cond * 0, None).item() == pytest.approx(2.0)  # all scores 0
+    assert generator_loss(d, fake, cond).item() == pytest.approx(2.0)
 
 
 def test_mismatched_pairs_are_another_instrument_or_another_time():
@@ -156,3 +160,17 @@ def test_corrupt_checkpoint_and_other_feature_config_are_clear_errors(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match=f"{path.name}: corrupt checkpoint"):
         load_checkpoint(path, {})
+
+
+def test_sound_classifier_keep_frequency_embeds_every_remaining_row():
+    from cmav_models.sound_classifier import SoundCNN, SoundCNNConfig
+
+    x = torch.randn(2, 1, 128, 44)
+    pooled = SoundCNN(SoundCNNConfig(channels=4)).eval()
+    per_row = SoundCNN(SoundCNNConfig(channels=4, keep_frequency=True)).eval()
+    assert pooled.embed(x).shape == (2, 4)
+    assert per_row.embed(x).shape == (2, 4 * 128 // 2 ** 4) and per_row(x).shape == (2, 13)
+    # The same energy in low or in high mel rows: an embedding pooled over time only tells them apart.
+    low, high = torch.zeros(1, 1, 128, 44), torch.zeros(1, 1, 128, 44)
+    low[:, :, 10:14], high[:, :, 90:94] = 1.0, 1.0
+    assert not torch.allclose(per_row.embed(low), per_row.embed(high))
