@@ -1,13 +1,15 @@
 """Feature extraction speed: librosa per chunk vs the fast batched path vs a bare FFT floor.
 
-Run:  .venv/bin/python benchmarks/bench_features.py [--chunks 512] [--repeats 3]
+Run:  .venv/bin/python benchmarks/bench_features.py [--chunks 512] [--repeats 5]
 
 All measurements in one run on the same 0.5 s chunks (44.1 kHz, 22,050 samples): real recordings
 from ../shared/samples cut with a 0.1 s hop when present, harmonic tones otherwise. Reported:
-chunks per second (best of ``--repeats``), the speed-up of the fast path over librosa per chunk,
-its ratio to the FFT floor (scipy.fft.rfft of the same windowed frames on all cores, float32 as
-the goal states, and float64 as librosa and the fast path compute it), and the max abs difference
-from librosa. The Markdown table replaces this script's section of benchmarks/RESULTS.md.
+chunks per second (median of ``--repeats`` runs; librosa, the fast path and the FFT floors are
+alternated, so all see the same load on shared cores), the speed-up of the fast path over librosa
+per chunk (the fast path runs one batch per core in threads, torch at one thread each, as fast.py
+advises), its ratio to the FFT floor (scipy.fft.rfft of the same windowed frames on all cores,
+float32 as the goal states, and float64 as librosa and the fast path compute it), and the max abs
+difference from librosa. The Markdown table replaces this script's section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import librosa
@@ -57,63 +61,79 @@ def load_chunks(n: int) -> tuple[np.ndarray, str]:
     return np.stack([chunks[i] for i in order]), source
 
 
-def best_rate(fn, n: int, repeats: int) -> float:
-    fn()  # warm-up (filterbanks, buffers, numba, FFT plans)
-    times = []
+def median_rates(runs: dict[str, tuple[Callable[[], object], int]], repeats: int) -> dict[str, float]:
+    """Chunks per second of each ``name: (fn, chunks)``, timed in turn (alternated) and the median kept.
+
+    The cores are shared with other work: alternating puts every variant under the same load.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for fn, _ in runs.values():
+        fn()  # warm-up (filterbanks, buffers, numba, FFT plans)
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return n / min(times)
+        for name, (fn, _) in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: n / float(np.median(times[name])) for name, (_, n) in runs.items()}
 
 
-def fft_floor(audio: np.ndarray, dtype: type, repeats: int) -> float:
+def windowed_frames(audio: np.ndarray, dtype: type) -> np.ndarray:
+    """The fast path's windowed frames [B, frames, n_fft], the FFT floor's input."""
     spec = make_spec("lms")
     padded = np.pad(audio, ((0, 0), (spec.n_fft // 2, spec.n_fft // 2)))
     frames = np.lib.stride_tricks.sliding_window_view(padded, spec.n_fft, axis=1)[:, :: spec.hop_length]
     window = scipy.signal.get_window(spec.window, spec.n_fft).astype(dtype)
-    windowed = (frames * window).astype(dtype)
-    return best_rate(lambda: scipy.fft.rfft(windowed, axis=-1, workers=-1), len(audio), repeats)
+    return (frames * window).astype(dtype)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=512, help="chunks in the fast and floor runs")
     parser.add_argument("--reference-chunks", type=int, default=64, help="chunks timed with librosa")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each variant (median kept)")
     parser.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md alone")
     args = parser.parse_args()
     audio, source = load_chunks(args.chunks)
     subset = audio[: args.reference_chunks]
-    floor32 = fft_floor(audio, np.float32, args.repeats)
-    floor64 = fft_floor(audio, np.float64, args.repeats)
+    frames32, frames64 = windowed_frames(audio, np.float32), windowed_frames(audio, np.float64)
     rows = []
+    torch.set_num_threads(1)
+    pool = ThreadPoolExecutor(os.cpu_count())
     for kind in ("stft", "lms", "mfcc", "cqt"):
         spec = make_spec(kind)
         fast = FastFeatures(spec)
-        librosa_rate = best_rate(lambda: [reference_chunk(c, spec) for c in subset], len(subset), args.repeats)
-        fast_rate = best_rate(lambda: fast(audio), len(audio), args.repeats)
+        rates = median_rates({
+            "librosa": (lambda: [reference_chunk(c, spec) for c in subset], len(subset)),
+            "fast": (lambda: fast(audio, pool), len(audio)),
+            "floor32": (lambda: scipy.fft.rfft(frames32, axis=-1, workers=-1), len(audio)),
+            "floor64": (lambda: scipy.fft.rfft(frames64, axis=-1, workers=-1), len(audio)),
+        }, args.repeats)
         diff = float(np.abs(fast(subset) - reference_features(subset, spec)).max())
-        rows.append((kind, librosa_rate, fast_rate, diff))
-        print(f"{kind}: librosa {librosa_rate:.0f}/s, fast {fast_rate:.0f}/s ({fast_rate / librosa_rate:.1f}x), "
+        rows.append((kind, rates, diff))
+        print(f"{kind}: librosa {rates['librosa']:.0f}/s, fast {rates['fast']:.0f}/s "
+              f"({rates['fast'] / rates['librosa']:.1f}x), f32 floor {rates['floor32']:.0f}/s, "
               f"max abs diff {diff:.2g}", flush=True)
+    pool.shutdown()
     command = "python benchmarks/bench_features.py " + " ".join(sys.argv[1:])
     lines = [
         START, "## Feature extraction (benchmarks/bench_features.py)", "",
         f"Command: `{command.strip()}`; {len(audio)} chunks ({source}), librosa timed on "
-        f"{len(subset)}; best of {args.repeats}; {os.cpu_count()} CPUs, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), librosa {librosa.__version__}, {platform.machine()}.", "",
-        f"FFT floor (scipy.fft.rfft of the same windowed frames, all cores): float32 {floor32:.0f} chunks/s, "
-        f"float64 {floor64:.0f} chunks/s. The fast path's FFT is float64 like librosa's (see fast.py).", "",
-        "| kind | librosa per chunk (chunks/s) | fast batched (chunks/s) | speed-up | fast / f32 floor "
-        "| fast / f64 floor | max abs diff vs librosa | goal |",
-        "|---|---|---|---|---|---|---|---|",
+        f"{len(subset)}; median of {args.repeats} runs, librosa, fast path and FFT floors alternated; "
+        f"{os.cpu_count()} CPUs shared with other work, torch {torch.__version__} (fast path: "
+        f"{os.cpu_count()} batches in parallel threads, 1 torch thread each), librosa {librosa.__version__}, "
+        f"{platform.machine()}.", "",
+        "FFT floor: scipy.fft.rfft of the same windowed frames on all cores, float32 as the goal states and "
+        "float64 as librosa and the fast path compute it (see fast.py), timed beside each row.", "",
+        "| kind | librosa per chunk (chunks/s) | fast batched (chunks/s) | speed-up | f32 floor (chunks/s) "
+        "| fast / f32 floor | fast / f64 floor | max abs diff vs librosa | goal |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for kind, librosa_rate, fast_rate, diff in rows:
+    for kind, rates, diff in rows:
         unit = "" if kind == "mfcc" else " dB"
-        lines.append(f"| {kind} | {librosa_rate:.0f} | {fast_rate:.0f} | {fast_rate / librosa_rate:.1f}x "
-                     f"| {floor32 / fast_rate:.2f}x slower | {floor64 / fast_rate:.2f}x slower "
-                     f"| {diff:.2g}{unit} | {GOALS[kind]} |")
+        fast_rate = rates["fast"]
+        lines.append(f"| {kind} | {rates['librosa']:.0f} | {fast_rate:.0f} | {fast_rate / rates['librosa']:.1f}x "
+                     f"| {rates['floor32']:.0f} | {rates['floor32'] / fast_rate:.2f}x slower "
+                     f"| {rates['floor64'] / fast_rate:.2f}x slower | {diff:.2g}{unit} | {GOALS[kind]} |")
     lines.append(END)
     section = "\n".join(lines) + "\n"
     print(section)
