@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cmav_data.cli import main
-from cmav_data.cli.options import executor_options, report_failures
+from cmav_data.cli.options import builder_options, executor_options, report_failures
 
 BUILD_EPILOG = """\b
 Examples:
@@ -57,11 +57,7 @@ def _synset_list(_ctx: click.Context, _param: click.Parameter, value: str | None
               help="Reject the photos listed (same format as --keep-list).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, help="Photos per work unit (the grain of --resume).")
 @executor_options
-@click.option("--resume", is_flag=True, help="Finish an interrupted build in OUT (same inputs and options).")
-@click.option("--overwrite", is_flag=True, help="Delete OUT first if it is not empty.")
-@click.option("--fault-tolerant", is_flag=True, help="Build what can be built, list failed batches in OUT/failures.jsonl.")
-@click.option("--allow-failures", is_flag=True, help="With --fault-tolerant: exit 0 even if some batches failed.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@builder_options("batches")
 def build_inis_command(imagenet_dir: Path, out: Path, sounds_dir: Path, synsets: tuple[str, ...] | None, labels: Path | None,
                        image_size: int, fit: str, jpeg_quality: int, min_side: int, grayscale: str, cmyk: str,
                        near_duplicate_distance: int, validation_fraction: float, seed: int, sounds_per_image: int,

@@ -18,6 +18,25 @@ def executor_options(f):
     return f
 
 
+def builder_options(units: str):
+    """--resume, --overwrite, --fault-tolerant, --allow-failures and --quiet of a dataset builder."""
+
+    def decorate(f):
+        for option in reversed([
+            click.option("--resume", is_flag=True, help="Finish an interrupted build in OUT (same inputs and options)."),
+            click.option("--overwrite", is_flag=True, help="Delete OUT first if it is not empty."),
+            click.option("--fault-tolerant", is_flag=True,
+                         help=f"Build what can be built, list failed {units} in OUT/failures.jsonl."),
+            click.option("--allow-failures", is_flag=True,
+                         help=f"With --fault-tolerant: exit 0 even if some {units} failed."),
+            click.option("--quiet", is_flag=True, help="No progress bars."),
+        ]):
+            f = option(f)
+        return f
+
+    return decorate
+
+
 def report_failures(warnings: list[str], failures: list, out, allow_failures: bool, unit: str) -> None:
     """Print a build's warnings and failures; exit 1 on failures unless they are allowed."""
     for warning in warnings:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cmav_data.cli import main
-from cmav_data.cli.options import executor_options, report_failures
+from cmav_data.cli.options import builder_options, executor_options, report_failures
 
 BUILD_EPILOG = """\b
 Examples:
@@ -44,11 +44,7 @@ def _ms(seconds: float, what: str) -> int:
 @click.option("--shard-size", default="256MB", help="With --embed: bytes of media per shard (e.g. 256MB, 1GB).")
 @click.option("--max-length-mismatch", type=float, default=1.0, help="Seconds a track and its video may differ by before it is bad input.")
 @executor_options
-@click.option("--resume", is_flag=True, help="Finish an interrupted build in OUT (same inputs and options).")
-@click.option("--overwrite", is_flag=True, help="Delete OUT first if it is not empty.")
-@click.option("--fault-tolerant", is_flag=True, help="Build what can be built, list bad input in OUT/failures.jsonl.")
-@click.option("--allow-failures", is_flag=True, help="With --fault-tolerant: exit 0 even if some recordings failed.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@builder_options("recordings")
 def build_suburmp_command(urmp_dir: Path, out: Path, sample_rate: int, window: float, hop: float, channels: int,
                           image_size: int | None, jpeg_quality: int, drop_silent: bool, split_file: Path | None,
                           crop_table: Path | None, embed: bool, shard_size: str, max_length_mismatch: float, jobs: int, executor_kind: str, scheduler: str | None, resume: bool,
