@@ -52,7 +52,7 @@ import cmav_data
 from cmav_data.atomic import write_bytes, write_text
 from cmav_data.checksum import sha256_bytes, sha256_file
 from cmav_data.corpora.urmp import Part, Piece, UrmpError, load_urmp, read_f0s, read_notes
-from cmav_data.images import encode_jpeg as _jpeg, pad_square as _square
+from cmav_data.images import encode_jpeg, pad_square
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.layout import player_box
 from cmav_data.manifest import PAIR_SCHEMA, table_metadata, write_table
@@ -381,12 +381,12 @@ def _build_piece(job: _PieceJob) -> list[UnitFailure]:
 
 
 def _save_crop(crop: Image.Image, rec: Recording, row: dict, out: Path, opts: SubUrmpOptions) -> None:
-    data = _jpeg(crop, opts.jpeg_quality)
+    data = encode_jpeg(crop, opts.jpeg_quality)
     write_bytes(out / row["image_path"], data)
     row["image_sha256"] = sha256_bytes(data)
     if opts.image_size:
         square = media_paths(rec, int(round(row["t_end"] * 1000)), opts.image_size)[2]
-        write_bytes(out / square, _jpeg(_square(crop, opts.image_size), opts.jpeg_quality))
+        write_bytes(out / square, encode_jpeg(pad_square(crop, opts.image_size), opts.jpeg_quality))
 
 
 def _cut_images(job: _PieceJob, wanted: dict[int, list[tuple[Recording, dict]]]) -> None:
