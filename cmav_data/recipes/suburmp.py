@@ -35,7 +35,7 @@ import os
 import platform
 import shutil
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -63,6 +63,7 @@ from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, split_cou
 
 SPLITS = ("train", "validation")
 ENCODER_THREADS = 2
+MAX_PENDING_CROPS = 16
 COMMITTED_CROPS = MANIFESTS_DIR / "suburmp_crops.csv"
 
 
@@ -404,7 +405,7 @@ def _cut_images(job: _PieceJob, wanted: dict[int, list[tuple[Recording, dict]]])
         with av.open(job.video) as container, ThreadPoolExecutor(ENCODER_THREADS) as encoders:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            saves = []
+            saves: deque = deque()
             # Frames are counted in presentation order: URMP's videos have a constant frame rate.
             for index, frame in enumerate(container.decode(stream)):
                 if index in wanted:
@@ -414,6 +415,8 @@ def _cut_images(job: _PieceJob, wanted: dict[int, list[tuple[Recording, dict]]])
                         left, top, right, bottom = rec.crop
                         crop = Image.fromarray(rgb[top:bottom, left:right])
                         saves.append(encoders.submit(_save_crop, crop, rec, row, out, opts))
+                        while len(saves) > MAX_PENDING_CROPS:  # bound memory when encoding lags decoding
+                            saves.popleft().result()
                 if index >= last:
                     break
             for save in saves:
