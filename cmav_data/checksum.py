@@ -18,3 +18,24 @@ def sha256_file(path: str | os.PathLike) -> str:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+class ContentError(Exception):
+    """A file that cannot be read, or whose bytes are not the ones expected."""
+
+    def __init__(self, path: str | os.PathLike, cause: str):
+        self.path = str(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}")
+
+
+def read_verified(path: str | os.PathLike, sha256: str, mismatch: str) -> bytes:
+    """The file's bytes if their sha256 is ``sha256``; else ContentError with ``mismatch`` as cause."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ContentError(path, f"cannot read ({e.strerror or e})") from None
+    if sha256_bytes(data) != sha256:
+        raise ContentError(path, mismatch)
+    return data

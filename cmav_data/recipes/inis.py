@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cmav_data.atomic import write_bytes, write_text
-from cmav_data.checksum import sha256_bytes, sha256_file
+from cmav_data.checksum import ContentError, read_verified, sha256_bytes, sha256_file
 from cmav_data.corpora.imagenet import ImageNetError, Synset, resolve_synsets, scan_imagenet
 from cmav_data.images import crop_square, encode_jpeg, pad_square
 from cmav_data.instruments import CLASS_NAMES
@@ -361,13 +361,11 @@ def _build_unit(job: _UnitJob) -> UnitFailure | None:
     square = crop_square if opts.fit == "crop" else pad_square
     rows = []
     for image in unit.images:
-        source = Path(job.imagenet_root) / image.source_path
         try:
-            data = source.read_bytes()
-        except OSError as e:
-            return UnitFailure(unit.name, str(source), f"cannot read ({e.strerror or e})")
-        if sha256_bytes(data) != image.sha256:
-            return UnitFailure(unit.name, str(source), "changed since planning (sha256 differs)")
+            data = read_verified(Path(job.imagenet_root) / image.source_path, image.sha256,
+                                 "changed since planning (sha256 differs)")
+        except ContentError as e:
+            return UnitFailure(unit.name, e.path, e.cause)
         rgb, _ = decode_photo(data)
         jpeg = encode_jpeg(square(rgb, opts.image_size), opts.jpeg_quality)
         image_path = f"img/{image.split}/{unit.class_name}/{image.image_id}.jpg"
@@ -375,13 +373,11 @@ def _build_unit(job: _UnitJob) -> UnitFailure | None:
         for k, sound in enumerate(image.sounds):
             target = out / sound.audio_path
             if not target.is_file():  # another photo may have brought the same window already
-                chunk = Path(job.sounds_root) / sound.audio_path
                 try:
-                    wav = chunk.read_bytes()
-                except OSError as e:
-                    return UnitFailure(unit.name, str(chunk), f"cannot read ({e.strerror or e})")
-                if sha256_bytes(wav) != sound.audio_sha256:
-                    return UnitFailure(unit.name, str(chunk), "sha256 differs from the Sub-URMP manifest")
+                    wav = read_verified(Path(job.sounds_root) / sound.audio_path, sound.audio_sha256,
+                                        "sha256 differs from the Sub-URMP manifest")
+                except ContentError as e:
+                    return UnitFailure(unit.name, e.path, e.cause)
                 write_bytes(target, wav)
             rows.append(dict(
                 id=f"{image.image_id}_{k}", split=image.split, class_name=unit.class_name,

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from cmav_data import __version__
 from cmav_data.atomic import atomic_path, write_bytes
-from cmav_data.checksum import sha256_bytes, sha256_file
+from cmav_data.checksum import ContentError, read_verified, sha256_bytes, sha256_file
 from cmav_data.manifest import EMBEDDED_SCHEMA, METADATA_KEY, PAIR_SCHEMA, SCHEMA_VERSION
 from cmav_data.shards.card import dataset_card
 from cmav_data.shards.index import (
@@ -131,10 +131,10 @@ def _media_size(dataset_dir: Path, rel: str) -> int:
 
 
 def _read_checked(dataset_dir: Path, rel: str, sha256: str) -> bytes:
-    data = (dataset_dir / rel).read_bytes()
-    if sha256_bytes(data) != sha256:
-        raise BadDatasetError(f"{dataset_dir / rel}: sha256 differs from the manifest (file changed or corrupt)")
-    return data
+    try:
+        return read_verified(dataset_dir / rel, sha256, "sha256 differs from the manifest (file changed or corrupt)")
+    except ContentError as e:
+        raise BadDatasetError(str(e)) from None
 
 
 def write_shard(job: ShardJob) -> IndexedFile:
