@@ -11,7 +11,6 @@ not depend on the number of workers.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import re
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from cmav_data import __version__
 from cmav_data.atomic import write_bytes, write_text
+from cmav_data.checksum import sha256_file
 from cmav_data.demo.contact_sheet import write_contact_sheet
 from cmav_data.demo.errors import DemoError
 from cmav_data.demo.plan import DemoOptions, PiecePlan, plan_corpus
@@ -97,7 +97,7 @@ def demo_json(options: DemoOptions, results: list[PieceResult]) -> str:
         "generator": "cmav-data make-demo-urmp",
         "options": asdict(options),
         "versions": _versions(),
-        "soundfont": {"file": sf2.name, "sha256": hashlib.sha256(sf2.read_bytes()).hexdigest()},
+        "soundfont": {"file": sf2.name, "sha256": sha256_file(sf2)},
         "audio": {"sample_rate": 48000, "subtype": "PCM_24", "channels": 1},
         "video": {"fps": "30000/1001", "codec": "h264", "pix_fmt": "yuv420p", "size": list(options.size)},
         "f0_hop_seconds": F0_HOP,
