@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.13.0
 	# tinysoundfont's optional pyaudio dependency does not build; it is not needed.
 	$(BIN)/pip install -q --no-deps tinysoundfont==0.3.7
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[fftw,test]'
 	touch $@
 
 JOBS ?= 2

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.signal
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
@@ -15,7 +17,8 @@ from click.testing import CliRunner
 
 from cmav_data.cli import main
 from cmav_data.features.dataset import FeatureDataset
-from cmav_data.features.fast import FastFeatures
+from cmav_data.features import fast as fast_module
+from cmav_data.features.fast import FastFeatures, window_taps
 from cmav_data.features.reference import reference_features
 from cmav_data.features.specs import SpecError, make_spec
 from cmav_data.features.store import FeatureInputError, extract_features, load_chunk, read_features
@@ -48,6 +51,12 @@ def _real_chunks(shared_dir: Path) -> np.ndarray:
     return np.stack(chunks)
 
 
+def _engine(fft: str) -> str:
+    if fft == "fftw" and fast_module.pyfftw is None:
+        pytest.skip("pyFFTW is not installed (pip install 'cmav[fftw]'; make installs it)")
+    return fft
+
+
 def _tolerance(kind: str) -> float:
     return {"stft": DB_TOLERANCE, "lms": DB_TOLERANCE, "mfcc": MFCC_TOLERANCE, "cqt": CQT_TOLERANCE}[kind]
 
@@ -65,13 +74,45 @@ def test_make_spec_parses_overrides_and_rejects_bad_ones():
         make_spec("chroma")
 
 
+@pytest.mark.parametrize("fft", fast_module.FFT_ENGINES)
 @pytest.mark.parametrize("kind", ["stft", "lms", "mfcc"])
-def test_fast_matches_librosa_on_real_recordings(shared_dir, kind):
+def test_fast_matches_librosa_on_real_recordings(shared_dir, kind, fft):
     audio = _real_chunks(shared_dir)
     spec = make_spec(kind)
-    fast, reference = FastFeatures(spec)(audio), reference_features(audio, spec)
+    fast, reference = FastFeatures(spec, fft=_engine(fft))(audio), reference_features(audio, spec)
     assert fast.shape == reference.shape == (len(audio), *spec.shape)
     assert np.abs(fast - reference).max() <= _tolerance(kind)
+
+
+def test_window_taps_cover_cosine_sum_windows_only():
+    def taps(name):
+        return window_taps(scipy.signal.get_window(name, 2048, fftbins=True))
+
+    assert np.count_nonzero(taps("hann")) == 3 and np.count_nonzero(taps("hamming")) == 3
+    assert np.count_nonzero(taps("blackman")) == 5 and np.count_nonzero(taps("boxcar")) == 1
+    assert taps("triang") is None and taps("blackmanharris") is None  # 7 taps: applied in time
+
+
+@pytest.mark.parametrize("fft", ["fftw", "pocketfft"])
+@pytest.mark.parametrize("window", ["hann", "hamming", "blackman", "boxcar", "triang", "blackmanharris"])
+def test_cpu_engines_match_librosa_for_frequency_and_time_domain_windows(dataset, window, fft):
+    # Odd lengths, no centring and a hop that does not divide the length: frames at every alignment.
+    spec = make_spec("lms", [f"window={window}", "n_fft=1000", "hop_length=333", "center=false"])
+    paths = sorted(dataset.glob("chunk/*/*/*.wav"))[::9]
+    audio = np.stack([load_chunk(p, spec, p.stem)[0] for p in paths])
+    fast = FastFeatures(spec, fft=_engine(fft))(audio)
+    assert np.abs(fast - reference_features(audio, spec)).max() <= DB_TOLERANCE
+
+
+def test_fast_results_do_not_depend_on_threads_or_batch_position(dataset):
+    spec = make_spec("mfcc")
+    paths = sorted(dataset.glob("chunk/*/*/*.wav"))[:37]  # batches of 16 and groups of 2 end mid-way
+    audio = np.stack([load_chunk(p, spec, p.stem)[0] for p in paths])
+    fast = FastFeatures(spec)
+    serial = fast(audio)
+    with ThreadPoolExecutor(2) as pool:
+        assert np.array_equal(fast(audio, pool), serial)
+    assert np.array_equal(fast(audio[5:6])[0], serial[5])
 
 
 def test_fast_cqt_matches_librosa_on_real_recordings(shared_dir):

@@ -9,7 +9,7 @@ Output layout under a built dataset root ``DIR`` (see ``cmav_data.manifest`` for
 the shape, the full spec, the backend and the library versions are in each shard's Parquet
 metadata (key ``cmav``) and in ``features.json``. pandas reads the column as arrays.
 
-The cache key hashes the spec, the backend (and its device), the library versions and each
+The cache key hashes the spec, the backend (and its device and FFT engine), the library versions and each
 pair's id and audio checksum (manifest ``audio_sha256``), never paths or worker counts;
 ``shortkey`` is its first 12 hex digits. A run whose ``features.json`` holds the same key does nothing; a changed parameter
 gives a new key and folder. Each shard also carries its own key, so a killed run resumes.
@@ -48,7 +48,7 @@ BACKENDS = ("reference", "fast")
 SHARD_SIZE = 512  # pairs per shard: bounds each worker's memory (an STFT shard is ~90 MB)
 MANIFEST_NAME = "manifest.parquet"
 INFO_NAME = "features.json"
-VERSIONED_PACKAGES = ("cmav", "librosa", "numpy", "scipy", "soxr", "soundfile", "torch")
+VERSIONED_PACKAGES = ("cmav", "librosa", "numba", "numpy", "pyfftw", "scipy", "soxr", "soundfile", "torch")
 MANIFEST_COLUMNS = ["id", "audio_path", "audio_sha256"]
 
 
@@ -94,7 +94,14 @@ class ExtractResult:
 
 
 def library_versions() -> dict[str, str]:
-    return {name: importlib_metadata.version(name) for name in VERSIONED_PACKAGES}
+    """Versions of the packages that compute features ("absent" for the optional pyFFTW)."""
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
 
 
 def _digest(payload: Any) -> str:
@@ -117,9 +124,9 @@ def read_pairs(dataset_dir: str | os.PathLike) -> tuple[Pair, ...]:
 def cache_key(pairs: Sequence[Pair], spec: FeatureSpec, backend: str, versions: dict[str, str]) -> str:
     """Hash of what determines the output bytes: content checksums, config, backend, versions."""
     content = [[p.id, p.audio_sha256] for p in pairs]
-    # The device is part of the key: GPU and CPU round differently (both within the tolerances).
+    # The engine is part of the key: GPU, FFTW and pocketfft round differently (all within the tolerances).
     return _digest({"pairs": content, "spec": spec.to_dict(), "backend": backend,
-                    "device": compute_device(backend), "versions": versions})
+                    "engine": compute_engine(backend), "versions": versions})
 
 
 def features_dir(dataset_dir: str | os.PathLike, spec: FeatureSpec, key: str) -> Path:
@@ -152,6 +159,15 @@ def compute_device(backend: str) -> str:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     return "cpu"
+
+
+def compute_engine(backend: str) -> str:
+    """Device and FFT engine of a backend, e.g. "cpu/fftw" (the reference: "cpu/librosa")."""
+    if backend == "fast":
+        from cmav_data.features.fast import default_fft
+
+        return f"{compute_device(backend)}/{default_fft(compute_device(backend))}"
+    return "cpu/librosa"
 
 
 @functools.lru_cache(maxsize=8)
@@ -190,7 +206,7 @@ def extract_shard(task: ShardTask) -> ShardReport:
     column = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)), rows * frames)
     table = pa.table({"id": pa.array([p.id for p in task.pairs], pa.string()), "features": column})
     options = {"spec": task.spec, "shape": [rows, frames], "backend": task.backend,
-               "versions": task.versions, "shard_key": task.shard_key}
+               "engine": compute_engine(task.backend), "versions": task.versions, "shard_key": task.shard_key}
     write_table(table, task.shard_path, table_metadata("features", options))
     return ShardReport(True, len(task.pairs), sum(r for _, r, _ in loaded), sum(z for _, _, z in loaded))
 
@@ -226,7 +242,8 @@ def extract_features(
                                spec.to_dict(), backend, versions))
     reports = list(progress_map(extract_shard, tasks, executor, desc=f"{spec.kind} features", unit="shard",
                                 enabled=progress))
-    info = {"cache_key": key, "kind": spec.kind, "backend": backend, "spec": spec.to_dict(),
+    info = {"cache_key": key, "kind": spec.kind, "backend": backend, "engine": compute_engine(backend),
+            "spec": spec.to_dict(),
             "shape": list(spec.shape), "versions": versions, "n_pairs": len(pairs), "shards": shard_names}
     write_text(info_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
     return ExtractResult(out_dir, key, len(pairs), n_shards, sum(r.computed for r in reports),
