@@ -7,7 +7,8 @@ from ../shared/samples cut with a 0.1 s hop when present, harmonic tones otherwi
 chunks per second (median of ``--repeats`` runs; librosa, the fast path and the FFT floors are
 alternated, so all see the same load on shared cores), the speed-up of the fast path over librosa
 per chunk (the fast path runs one batch per core in threads, torch at one thread each, as fast.py
-advises), its ratio to the FFT floor (scipy.fft.rfft of the same windowed frames on all cores,
+advises; its default FFT engine, FFTW when pyFFTW is installed, and also scipy's pocketfft for the
+STFT family), its ratio to the FFT floor (scipy.fft.rfft of the same windowed frames on all cores,
 float32 as the goal states, and float64 as librosa and the fast path compute it), and the max abs
 difference from librosa. The Markdown table replaces this script's section of benchmarks/RESULTS.md.
 """
@@ -31,7 +32,7 @@ import soundfile as sf
 import torch
 
 from cmav_data.atomic import write_text
-from cmav_data.features.fast import FastFeatures
+from cmav_data.features.fast import FastFeatures, default_fft
 from cmav_data.features.reference import reference_chunk, reference_features
 from cmav_data.features.specs import make_spec
 
@@ -102,17 +103,21 @@ def main() -> None:
     for kind in ("stft", "lms", "mfcc", "cqt"):
         spec = make_spec(kind)
         fast = FastFeatures(spec)
-        rates = median_rates({
+        runs = {
             "librosa": (lambda: [reference_chunk(c, spec) for c in subset], len(subset)),
             "fast": (lambda: fast(audio, pool), len(audio)),
             "floor32": (lambda: scipy.fft.rfft(frames32, axis=-1, workers=-1), len(audio)),
             "floor64": (lambda: scipy.fft.rfft(frames64, axis=-1, workers=-1), len(audio)),
-        }, args.repeats)
+        }
+        if kind != "cqt" and fast.fft != "pocketfft":
+            pocketfft = FastFeatures(spec, fft="pocketfft")
+            runs["pocketfft"] = (lambda: pocketfft(audio, pool), len(audio))
+        rates = median_rates(runs, args.repeats)
         diff = float(np.abs(fast(subset) - reference_features(subset, spec)).max())
         rows.append((kind, rates, diff))
         print(f"{kind}: librosa {rates['librosa']:.0f}/s, fast {rates['fast']:.0f}/s "
-              f"({rates['fast'] / rates['librosa']:.1f}x), f32 floor {rates['floor32']:.0f}/s, "
-              f"max abs diff {diff:.2g}", flush=True)
+              f"({rates['fast'] / rates['librosa']:.1f}x), f32 floor {rates['floor32']:.0f}/s "
+              f"({rates['floor32'] / rates['fast']:.2f}x of fast), max abs diff {diff:.2g}", flush=True)
     pool.shutdown()
     command = "python benchmarks/bench_features.py " + " ".join(sys.argv[1:])
     lines = [
@@ -120,20 +125,22 @@ def main() -> None:
         f"Command: `{command.strip()}`; {len(audio)} chunks ({source}), librosa timed on "
         f"{len(subset)}; median of {args.repeats} runs, librosa, fast path and FFT floors alternated; "
         f"{os.cpu_count()} CPUs shared with other work, torch {torch.__version__} (fast path: "
-        f"{os.cpu_count()} batches in parallel threads, 1 torch thread each), librosa {librosa.__version__}, "
-        f"{platform.machine()}.", "",
+        f"{os.cpu_count()} batches in parallel threads, 1 torch thread each; FFT engine "
+        f"{default_fft()}), librosa {librosa.__version__}, {platform.machine()}.", "",
         "FFT floor: scipy.fft.rfft of the same windowed frames on all cores, float32 as the goal states and "
         "float64 as librosa and the fast path compute it (see fast.py), timed beside each row.", "",
         "| kind | librosa per chunk (chunks/s) | fast batched (chunks/s) | speed-up | f32 floor (chunks/s) "
-        "| fast / f32 floor | fast / f64 floor | max abs diff vs librosa | goal |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| fast / f32 floor | fast / f64 floor | max abs diff vs librosa | goal | pocketfft engine (chunks/s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, rates, diff in rows:
         unit = "" if kind == "mfcc" else " dB"
         fast_rate = rates["fast"]
+        pocketfft = (f"{rates['pocketfft']:.0f} ({rates['pocketfft'] / rates['librosa']:.1f}x)"
+                     if "pocketfft" in rates else "-")
         lines.append(f"| {kind} | {rates['librosa']:.0f} | {fast_rate:.0f} | {fast_rate / rates['librosa']:.1f}x "
                      f"| {rates['floor32']:.0f} | {rates['floor32'] / fast_rate:.2f}x slower "
-                     f"| {rates['floor64'] / fast_rate:.2f}x slower | {diff:.2g}{unit} | {GOALS[kind]} |")
+                     f"| {rates['floor64'] / fast_rate:.2f}x slower | {diff:.2g}{unit} | {GOALS[kind]} | {pocketfft} |")
     lines.append(END)
     section = "\n".join(lines) + "\n"
     print(section)
