@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import shutil
@@ -293,3 +294,62 @@ def test_embed_stores_media_in_parquet_shards(tree: Path, built: Path, tmp_path:
     a = load_pairs(out, media=True)
     b = load_pairs(built, media=True)
     assert a.equals(b)
+
+
+# ---------------------------------------------------------------- colours of the crops
+
+PATCHES = [(200, 30, 40), (30, 180, 60), (40, 50, 220), (128, 128, 128)]
+
+
+@pytest.mark.parametrize("encode_args, planar", [
+    ([], True),  # untagged limited range: read as BT.601, as FFmpeg does
+    (["-vf", "scale=out_color_matrix=bt709", "-colorspace", "bt709"], False),  # swscale RGB with BT.709
+    (["-vf", "scale=out_range=full", "-color_range", "pc"], True),  # full range: no expansion
+], ids=["untagged", "bt709", "full-range"])
+def test_crops_keep_the_source_colours(tmp_path: Path, encode_args, planar):
+    import av
+    import imageio_ffmpeg
+
+    from cmav_data.images import encode_jpeg_planes, encode_jpeg_rgb
+    from cmav_data.recipes.suburmp import _frame_crops
+
+    frame = np.zeros((64, 128, 3), np.uint8)
+    for i, colour in enumerate(PATCHES):
+        frame[:, i * 32 : (i + 1) * 32] = colour
+    video = tmp_path / "patches.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                    "-s", "128x64", "-r", "30", "-i", "-", *encode_args, "-c:v", "libx264", "-qp", "0",
+                    "-pix_fmt", "yuv420p", str(video)], input=frame.tobytes() * 3, check=True)
+    with av.open(str(video)) as container:
+        decoded = next(container.decode(video=0))
+    crops = _frame_crops(decoded, [(i * 32, 0, (i + 1) * 32, 64) for i in range(4)])
+    for crop, colour in zip(crops, PATCHES):
+        assert (len(crop) == 3) == planar
+        data = encode_jpeg_planes(crop, 95) if planar else encode_jpeg_rgb(crop[0], 95)
+        rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float64)[8:-8, 8:-8]
+        assert np.abs(rgb.mean(axis=(0, 1)) - colour).max() <= 4, (colour, rgb.mean(axis=(0, 1)))
+
+
+def test_crop_planes_odd_boxes_and_levels():
+    from cmav_data.images import crop_planes
+
+    levels = np.arange(256, dtype=np.uint8)
+    y = np.tile(levels, (5, 1))  # 256 x 5 luma; chroma 128 x 3
+    u = np.tile(levels[::2], (3, 1))
+    crop_y, crop_u, crop_v = crop_planes((y, u, u), (3, 1, 8, 4), limited_range=True)
+    assert crop_y.shape == (3, 5) and crop_u.shape == crop_v.shape == (2, 3)  # ceil of half the odd sizes
+    full_y = crop_planes((y, u, u), (0, 0, 256, 5), limited_range=True)[0][0].astype(float)
+    assert np.abs(full_y - np.clip((levels.astype(float) - 16) * 255 / 219, 0, 255)).max() <= 0.5
+    assert full_y[16] == 0 and full_y[235] == 255
+    chroma = crop_planes((y, u, u), (0, 0, 256, 5), limited_range=True)[1][0].astype(float)
+    assert chroma[64] == 128  # the neutral level stays neutral
+    assert np.array_equal(crop_planes((y, u, u), (3, 1, 8, 4), limited_range=False)[0], y[1:4, 3:8])
+    with pytest.raises(ValueError, match="not inside"):
+        crop_planes((y, u, u), (250, 0, 257, 5), limited_range=True)
+
+
+def test_crop_box_outside_the_video_is_a_named_failure(tree: Path, tmp_path: Path):
+    table = tmp_path / "crops.csv"
+    table.write_text("folder,part,left,top,right,bottom\n01_Tiny_vn_vc,2,48,0,200,40\n")
+    with pytest.raises(BuildError, match=r"crop box \(48, 0, 200, 40\).*not inside the 96x40 video"):
+        build_suburmp(tree, tmp_path / "out", crop_table=table, progress=False)
