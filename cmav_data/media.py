@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -85,12 +86,22 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return soxr.resample(x, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
 
 
-def wav_bytes(x: np.ndarray, sr: int, channels: int = 1, subtype: str = "PCM_16") -> bytes:
-    """A WAV file's bytes for mono samples ``x``, duplicated to ``channels`` identical channels."""
-    data = np.repeat(x[:, None], channels, axis=1) if channels > 1 else x
-    buf = io.BytesIO()
-    sf.write(buf, data, sr, subtype=subtype, format="WAV")
-    return buf.getvalue()
+def wav_bytes(x: np.ndarray, sr: int, channels: int = 1) -> bytes:
+    """A 16-bit PCM WAV file's bytes for float32 mono samples ``x`` in [-1, 1), on ``channels`` identical channels.
+
+    The same bytes as ``soundfile.write(..., subtype="PCM_16")`` (tested): the canonical 44-byte
+    header, and libsndfile's conversion, floor(x * 32768). Written here because libsndfile's
+    virtual-file round trip cost 0.4 ms per 0.5 s window, a fifth of a Sub-URMP pair's budget.
+    """
+    pcm = np.clip(np.floor(np.asarray(x, np.float32).astype(np.float64) * 32768), -32768, 32767).astype("<i2")
+    if channels > 1:
+        pcm = np.repeat(pcm[:, None], channels, axis=1)
+    data = pcm.tobytes()
+    block = 2 * channels
+    header = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
+              + struct.pack("<IHHIIHH", 16, 1, channels, sr, sr * block, block, 16)
+              + b"data" + struct.pack("<I", len(data)))
+    return header + data
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:

@@ -353,3 +353,15 @@ def test_crop_box_outside_the_video_is_a_named_failure(tree: Path, tmp_path: Pat
     table.write_text("folder,part,left,top,right,bottom\n01_Tiny_vn_vc,2,48,0,200,40\n")
     with pytest.raises(BuildError, match=r"crop box \(48, 0, 200, 40\).*not inside the 96x40 video"):
         build_suburmp(tree, tmp_path / "out", crop_table=table, progress=False)
+
+
+def test_wav_bytes_are_libsndfiles():
+    from cmav_data.media import wav_bytes
+
+    rng = np.random.default_rng(0)
+    edges = np.array([-1.0, 32767 / 32768, 0.5 / 32768, 1.5 / 32768, -0.5 / 32768, 0.0, 0.1, -0.1], np.float32)
+    for x in (edges, rng.uniform(-1, 32767 / 32768, 22050).astype(np.float32)):
+        for channels in (1, 2):
+            expected = io.BytesIO()
+            sf.write(expected, np.repeat(x[:, None], channels, axis=1), 44100, subtype="PCM_16", format="WAV")
+            assert wav_bytes(x, 44100, channels) == expected.getvalue()

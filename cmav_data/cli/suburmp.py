@@ -63,13 +63,11 @@ def build_suburmp_command(urmp_dir: Path, out: Path, sample_rate: int, window: f
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     try:
-        # One worker decodes with FFmpeg's threads on every core; several workers decode one thread each.
-        single_worker = jobs == 1 and executor_kind == "process" and scheduler is None
         with executor_for(jobs, executor_kind, scheduler) as executor:
             result = build_suburmp(urmp_dir, out, options, split_file=split_file, crop_table=crop_table,
                                    executor=executor, resume=resume, overwrite=overwrite,
                                    fault_tolerant=fault_tolerant, embed=embed, shard_size=shard_bytes,
-                                   decode_threads=0 if single_worker else 1, progress=not quiet)
+                                   workers=jobs, progress=not quiet)
     except (BuildError, ShardsError) as e:
         raise click.ClickException(str(e)) from None
     n_train = sum(c["train"] for c in result.counts.values())

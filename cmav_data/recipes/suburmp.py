@@ -17,7 +17,8 @@ Conventions (the published release's, the defaults here):
 - image: the video frame shown at the instant just before t, i.e. frame ``ceil(t * fps) - 1``
   counted from 0 (exact rational arithmetic, so 29.97 fps is frame accurate), cropped to the player's
   column (``cmav_data.layout.player_box``, or a row of ``manifests/suburmp_crops.csv``), JPEG at the
-  crop's own resolution. The published images came from per-player footage URMP does not
+  crop's own resolution, encoded from the video's 4:2:0 YCbCr (BT.601, or untagged: only the range
+  is expanded; other colorspaces go through RGB). The published images came from per-player footage URMP does not
   distribute; cmav's are crops of the public assembled video;
 - split by whole recording: per class one recording held out for validation, two for classes with
   10 or more recordings; held out are the recordings at positions 1 and n-2 of the class's NN order
@@ -41,7 +42,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 import av
 import numpy as np
@@ -428,6 +429,39 @@ def _frame_crops(frame: av.VideoFrame, boxes: list[tuple[int, int, int, int]]) -
     return [crop_planes(planes, box, limited) for box in boxes]
 
 
+def _numbered_frames(container, stream, job: _PieceJob, wanted: Collection[int]) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(frame number, frame) in presentation order, decoding no more than the wanted frames need.
+
+    Frames are numbered by their timestamps, ``(pts - start) * fps`` (URMP's videos have a constant
+    frame rate). A packet whose frame no pair wants is decoded only if other frames depend on it
+    (``skip_frame=NONREF``): H.264's non-reference B-frames cost a third of the decode here and most
+    are not wanted; the wanted frames decode to the same pixels either way. A video without a start
+    time is decoded whole and its frames counted.
+    """
+    context = stream.codec_context
+    start = stream.start_time
+    if start is None:
+        yield from enumerate(container.decode(stream))
+        return
+
+    def number(pts: int | None) -> int | None:
+        if pts is None:
+            return None
+        exact = (pts - start) * stream.time_base * job.fps
+        return round(exact) if abs(exact - round(exact)) < Fraction(1, 4) else None
+
+    for packet in container.demux(stream):
+        n = None if packet.pts is None else number(packet.pts)
+        wanted_here = n is None or n in wanted  # off-grid: decode it, so the check below names the problem
+        context.skip_frame = "DEFAULT" if wanted_here else "NONREF"
+        for frame in packet.decode():
+            index = number(frame.pts)
+            if index is None:
+                raise MediaError(job.video, f"frame at pts {frame.pts} is not on the {float(job.fps):.3f} fps grid "
+                                            "(variable frame rate or no timestamps)")
+            yield index, frame
+
+
 def _cut_images(job: _PieceJob, wanted: dict[int, list[tuple[Recording, dict]]]) -> None:
     """One decode of the video; each wanted frame is cropped for every player that needs it.
 
@@ -447,8 +481,7 @@ def _cut_images(job: _PieceJob, wanted: dict[int, list[tuple[Recording, dict]]])
             else:
                 stream.thread_type = "AUTO"
             saves: deque = deque()
-            # Frames are counted in presentation order: URMP's videos have a constant frame rate.
-            for index, frame in enumerate(container.decode(stream)):
+            for index, frame in _numbered_frames(container, stream, job, wanted):
                 if index in wanted:
                     players = wanted.pop(index)
                     crops = _frame_crops(frame, [rec.crop for rec, _ in players])
@@ -493,12 +526,13 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
                   *, split_file: str | os.PathLike | None = None, crop_table: str | os.PathLike | None = None,
                   executor: Executor | None = None, resume: bool = False, overwrite: bool = False,
                   fault_tolerant: bool = False, embed: bool = False, shard_size: int = 256 * 10**6,
-                  decode_threads: int = 0, progress: bool = True) -> BuildResult:
+                  workers: int = 1, progress: bool = True) -> BuildResult:
     """Build Sub-URMP from a URMP tree into ``out_dir``. See the module docstring for conventions.
 
-    ``decode_threads``: FFmpeg's decoding threads per video; 0 lets FFmpeg use every core (best
-    for a single worker); with a worker process per core, 1 avoids frame threading's overhead
-    (about 20% more CPU per decoded frame). It never changes the output.
+    ``workers``: how many pieces the executor runs at once. Pieces go longest first; with one
+    worker, FFmpeg decodes on every core; with several, each decodes on one thread (frame threads
+    cost about 20% more CPU per frame) except the last ``workers`` pieces, whose threads fill the
+    cores that the finished pieces free. Neither changes the output.
 
     Raises BuildError on the first bad input unless ``fault_tolerant``, in which case the rest is
     built and the failures are returned (and written to ``failures.jsonl``).
@@ -526,9 +560,12 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
     for rec in plan.recordings:
         if not build.is_done(rec.name):
             by_video[rec.video].append(rec)
-    for video, recs in sorted(by_video.items()):
-        fps = probe_video(video).fps
-        jobs.append(_PieceJob(str(build.root), video, fps, tuple(recs), options, decode_threads))
+    probes = {video: probe_video(video) for video in sorted(by_video)}
+    longest_first = sorted(by_video, key=lambda video: (-probes[video].n_frames, video))
+    for i, video in enumerate(longest_first):
+        alone_at_the_end = workers == 1 or i >= len(longest_first) - workers
+        jobs.append(_PieceJob(str(build.root), video, probes[video].fps, tuple(by_video[video]), options,
+                              decode_threads=0 if alone_at_the_end else 1))
     failures = list(plan.failures)
     n_done = sum(build.is_done(r.name) for r in plan.recordings)
     with tqdm(total=len(plan.recordings), initial=n_done, desc="recordings", unit="rec", position=0,
