@@ -117,7 +117,8 @@ class FastFeatures:
     """Callable computing ``spec``'s features for a batch: float32 [B, n_samples] -> [B, rows, frames].
 
     Holds the window, filterbanks, FFT plans and reusable buffers; build one per spec and call it
-    many times. ``fft`` picks the engine (see the module docstring; default ``default_fft(device)``).
+    many times. ``fft`` picks the engine of STFT, LMS and MFCC (see the module docstring; default
+    ``default_fft(device)``); CQT always runs its batched librosa algorithm in torch.
     """
 
     def __init__(self, spec: FeatureSpec, device: str | torch.device = "cpu", fft: str | None = None) -> None:
