@@ -18,8 +18,8 @@ Conventions (the published release's, the defaults here):
   counted from 0 (exact rational arithmetic, so 29.97 fps is frame accurate), cropped to the player's
   column (``cmav_data.layout.player_box``, or a row of ``manifests/suburmp_crops.csv``), JPEG at the
   crop's own resolution, encoded from the video's 4:2:0 YCbCr (BT.601, or untagged: only the range
-  is expanded; other colorspaces go through RGB). The published images came from per-player footage URMP does not
-  distribute; cmav's are crops of the public assembled video;
+  is expanded; other colorspaces go through RGB). The published images came from per-player
+  footage URMP does not distribute; cmav's are crops of the public assembled video;
 - split by whole recording: per class one recording held out for validation, two for classes with
   10 or more recordings; held out are the recordings at positions 1 and n-2 of the class's NN order
   (position 1 alone when one is held out). On the published class sizes this gives exactly the
@@ -46,8 +46,8 @@ from typing import Collection, Iterator
 
 import av
 import numpy as np
-from av.video.reformatter import Colorspace
 import pyarrow as pa
+from av.video.reformatter import Colorspace
 from PIL import Image
 from tqdm import tqdm
 
@@ -451,7 +451,7 @@ def _numbered_frames(container, stream, job: _PieceJob, wanted: Collection[int])
         return round(exact) if abs(exact - round(exact)) < Fraction(1, 4) else None
 
     for packet in container.demux(stream):
-        n = None if packet.pts is None else number(packet.pts)
+        n = number(packet.pts)
         wanted_here = n is None or n in wanted  # off-grid: decode it, so the check below names the problem
         context.skip_frame = "DEFAULT" if wanted_here else "NONREF"
         for frame in packet.decode():
