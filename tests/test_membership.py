@@ -27,7 +27,8 @@ from urmp_tree import make_piece, write_index, write_tone
 
 # Piece -> seconds. 03_Gamma is a decoy of no listed duration; 05_Echo's tracks have the violin and
 # flute classes and (to 0.1 s) the duration of 02_Beta's: a near-duplicate that only order or audio
-# tells apart. 04_Duo has two violins of one length: a tie only audio settles.
+# tells apart. 04_Duo has two violins of one length: a tie only audio settles. 01_Alpha's video ends
+# 50 ms before its tracks: its recordings still have their tracks' (the published) pair counts.
 PIECES = {"01_Alpha_vn_vc": 2.0, "02_Beta_vn_fl": 1.5, "03_Gamma_vn_va": 1.8, "04_Duo_vn_vn": 1.3,
           "05_Echo_vn_fl": 1.55}
 MEMBERSHIP = """split,instrument,recording_idx,pairs,first_t,last_t
@@ -48,7 +49,7 @@ DECOYS = {("03_Gamma_vn_va", 1), ("03_Gamma_vn_va", 2), ("05_Echo_vn_fl", 1), ("
 def tree(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("membership") / "URMP"
     for folder, seconds in PIECES.items():
-        make_piece(root, folder, seconds=seconds, size="64x36")
+        make_piece(root, folder, seconds=seconds, size="64x36", video_seconds=seconds - 0.05 * (folder == "01_Alpha_vn_vc"))
     rng = np.random.default_rng(17)
     for k in (1, 2):  # noise, not tones: a chunk correlates with its own take only, and at one place
         write_tone(root / "04_Duo_vn_vn" / f"AuSep_{k}_vn_04_Duo.wav", 1.3,
@@ -241,7 +242,7 @@ def test_the_published_recordings_match_tracks_of_their_durations():
     for i, r in enumerate(table.recordings):
         for extra_ms, suffix in ((50, ""), (-150, "decoy")):  # a decoy one hop shorter
             seconds = Fraction(r.last_t + extra_ms, 1000)
-            ends = window_ends_ms(seconds, seconds + Fraction(1, 100), opts)
+            ends = window_ends_ms(seconds, opts)
             candidates.append(Candidate(f"{i:02d}_P{suffix}/{1 + len(suffix) % 2}", i, 1 + bool(suffix), r.class_name,
                                         (ends[0], ends[-1], len(ends))))
     membership = match_by_duration(table, candidates)

@@ -24,7 +24,7 @@ from cmav_data.manifest import PAIR_SCHEMA, read_metadata
 from cmav_data.manifests import read_table
 from cmav_data.recipes.build import BuildError
 from cmav_data.recipes.suburmp import (SubUrmpOptions, build_suburmp, frame_index, held_out_positions,
-                                       window_ends_ms)
+                                       pair_window_ends_ms, window_ends_ms)
 from urmp_tree import FPS, decode_frame_number, make_piece, write_index
 
 PIECES = ["01_Tiny_vn_vc", "02_Other_vn_fl", "03_Third_vc_fl", "04_Four_fl_vn_vc"]
@@ -85,9 +85,15 @@ def test_default_split_rule_reproduces_the_published_held_out_counts():
 
 def test_window_and_frame_arithmetic():
     opts = SubUrmpOptions()
-    assert window_ends_ms(2, 2, opts) == tuple(range(500, 2001, 100))
-    assert window_ends_ms(2, 1.25, opts)[-1] == 1200  # the shorter of audio and video rules
-    assert window_ends_ms(0.4, 1, opts) == ()
+    assert window_ends_ms(2, opts) == tuple(range(500, 2001, 100))
+    assert window_ends_ms(Fraction(2099, 1000), opts)[-1] == 2000
+    assert window_ends_ms(0.4, opts) == ()
+    # A video of 1.25 s at 29.97 fps has 37 frames (0 to 36, the last shown from 1.2012 s). The end rule
+    # needs the whole window inside it; the start rule only the window's first frame.
+    end, start = SubUrmpOptions(frame="end"), SubUrmpOptions(frame="start")
+    assert pair_window_ends_ms(2, 37, FPS, end)[-1] == 1200
+    assert pair_window_ends_ms(2, 37, FPS, start)[-1] == 1700  # frame ceil(1.2 * fps) = 36, the last one
+    assert pair_window_ends_ms(2, 60, FPS, start) == window_ends_ms(2, opts)
     # start (default): the first frame shown at or after t - 0.5 s. Frame k is shown from k * 1001 / 30000 s.
     assert frame_index(500, FPS) == 0
     assert frame_index(600, FPS) == 3  # frame 2 starts at 66.7 ms, frame 3 at 100.1 ms

@@ -14,8 +14,8 @@ Conventions (the published release's, the defaults here):
   (Sub-URMP-style, not the release), numbered and split by the rules below;
 - recording index NN (``all``): per class, recordings in order of (piece number, part index), from 00;
 - a pair is a window of ``window`` seconds every ``hop`` seconds, named ``<class><NN>_<t>`` with t the
-  window's END in milliseconds (500, 600, ...); a window is kept while it lies inside both the audio
-  and the video;
+  window's END in milliseconds (500, 600, ...); a window is kept while it lies inside the audio and
+  its image frame (below) inside the video;
 - sound: the window of the track resampled to 44.1 kHz (soxr HQ), 16-bit PCM WAV with two identical
   channels (as published);
 - image (``frame="start"``, the paper's): the first frame shown at or after the window's start
@@ -219,13 +219,25 @@ def held_out_positions(n: int) -> tuple[int, ...]:
     return (1,)
 
 
-def window_ends_ms(audio_seconds: Fraction, video_seconds: Fraction, options: SubUrmpOptions) -> tuple[int, ...]:
-    """Window ends t (ms) from ``window_ms`` by ``hop_ms`` while the window lies inside audio and video."""
-    limit = min(audio_seconds, video_seconds) * 1000
+def window_ends_ms(audio_seconds: Fraction, options: SubUrmpOptions) -> tuple[int, ...]:
+    """Window ends t (ms) from ``window_ms`` by ``hop_ms`` while the window lies inside the track."""
+    limit = audio_seconds * 1000
     if limit < options.window_ms:
         return ()
     n = int((limit - options.window_ms) // options.hop_ms) + 1
     return tuple(options.window_ms + k * options.hop_ms for k in range(n))
+
+
+def pair_window_ends_ms(audio_seconds: Fraction, video_frames: int, fps: Fraction,
+                        options: SubUrmpOptions) -> tuple[int, ...]:
+    """The pairs' window ends: windows inside the track whose image frame is in the video.
+
+    With the end rule the window must end by the video's end; with the start rule only its first
+    frame must exist, so a video cut a few frames short of its audio (URMP's are cut to whole frames)
+    loses no pair and a track's pairs are its length's, as the release's are.
+    """
+    return tuple(t for t in window_ends_ms(audio_seconds, options)
+                 if frame_index(t, fps, options.window_ms, options.frame) < video_frames)
 
 
 def frame_index(t_ms: int, fps: Fraction | int, window_ms: int = 500, rule: str = "start") -> int:
@@ -315,7 +327,8 @@ def plan_suburmp(urmp_dir: str | os.PathLike, options: SubUrmpOptions, split_fil
             nn=int(name[-2:]), piece=piece.folder, part=part.index, split=split, audio=str(part.audio),
             notes=str(part.notes), f0s=str(part.f0s), video=str(piece.video), crop=crop,
             audio_sha256=probe.parts[part.index - 1][1], video_sha256=probe.video_sha256,
-            also_in=tuple(also[i]), window_ends_ms=window_ends_ms(audio_s, video_s, options),
+            also_in=tuple(also[i]),
+            window_ends_ms=pair_window_ends_ms(audio_s, probe.video_frames, probe.fps, options),
         ))
     plan.recordings.sort(key=lambda r: (r.class_index, r.nn))
     return plan
@@ -344,15 +357,13 @@ def _matched_takes(takes: list[_Take], options: SubUrmpOptions, request: Members
     try:
         table = read_table_file(request.file) if request.file else published_table()
         # The table's t values fix its window and hop; the build's own window code turns each take's
-        # audio and video lengths into window ends under them.
+        # length into window ends under them (the release's recordings are whole tracks).
         windows = replace(options, window_ms=table.window_ms, hop_ms=table.hop_ms)
     except (MembershipError, ValueError) as e:
         raise BuildError(str(e)) from None
     candidates = []
     for piece, part, probe, frames, sr in takes:
-        ends = ()
-        if frames is not None and probe.video_frames is not None:
-            ends = window_ends_ms(Fraction(frames, sr), probe.video_frames / probe.fps, windows)
+        ends = window_ends_ms(Fraction(frames, sr), windows) if frames is not None else ()
         candidates.append(Candidate(part.key, piece.number, part.index, part.instrument.class_name,
                                     (ends[0], ends[-1], len(ends)) if ends else None))
     membership = match_by_duration(table, candidates)
