@@ -230,20 +230,26 @@ def choose_mode(requested: str, folders: Iterable[str], membership_file: str | o
 # Matching
 
 
+def _groups(table: MembershipTable, candidates: list[Candidate]) -> tuple[dict[tuple, list[PublishedRecording]],
+                                                                          dict[tuple, list[Candidate]]]:
+    """Recordings (in NN order) and tracks (in (piece, part) order) by (class, first_t, last_t, pairs)."""
+    published: dict[tuple, list[PublishedRecording]] = defaultdict(list)
+    for r in sorted(table.recordings, key=lambda r: (r.class_name, r.nn)):
+        published[(r.class_name, r.first_t, r.last_t, r.pairs)].append(r)
+    tracks: dict[tuple, list[Candidate]] = defaultdict(list)
+    for c in sorted(candidates, key=lambda c: c.order):
+        if c.window_ends is not None:
+            tracks[(c.class_name, *c.window_ends)].append(c)
+    return published, tracks
+
+
 def match_by_duration(table: MembershipTable, candidates: Iterable[Candidate]) -> Membership:
     """Assign tracks to the table's recordings by class and window ends (rules in the module docstring)."""
     candidates = sorted(candidates, key=lambda c: c.order)
-    groups: dict[tuple, list[Candidate]] = defaultdict(list)
-    for c in candidates:
-        if c.window_ends is not None:
-            groups[(c.class_name, *c.window_ends)].append(c)
-    published: dict[tuple, list[PublishedRecording]] = defaultdict(list)
-    for r in table.recordings:
-        published[(r.class_name, r.first_t, r.last_t, r.pairs)].append(r)
+    published, groups = _groups(table, candidates)
     assigned: dict[str, Assignment] = {}
     left_out: dict[str, str] = {}
     for key, recs in published.items():
-        recs = sorted(recs, key=lambda r: r.nn)
         tracks = groups.get(key, [])
         seconds = f"{(key[2]) / 1000:.1f} s"
         if not tracks:
@@ -337,14 +343,7 @@ def settle_by_audio(membership: Membership, candidates: Iterable[Candidate], rel
     """
     release_dir = Path(release_dir)
     table = membership.table
-    by_group: dict[tuple, list[Candidate]] = defaultdict(list)
-    for c in sorted(candidates, key=lambda c: c.order):
-        if c.window_ends is not None:
-            by_group[(c.class_name, *c.window_ends)].append(c)
-    recs_by_group: dict[tuple, list[PublishedRecording]] = defaultdict(list)
-    for r in table.recordings:
-        recs_by_group[(r.class_name, r.first_t, r.last_t, r.pairs)].append(r)
-    audio_cache: dict[tuple[str, int], np.ndarray] = {}
+    recs_by_group, by_group = _groups(table, list(candidates))
     result = {a.recording.name: a for a in membership.assignments}
     left_out = dict(membership.left_out)
     for key, recs in recs_by_group.items():
@@ -358,6 +357,7 @@ def settle_by_audio(membership: Membership, candidates: Iterable[Candidate], rel
                                          + f"no usable chunk in {release_dir}: not checked by audio")
             continue
         scores: list[tuple[float, int, int, int]] = []  # (-score, rec position, track position, offset)
+        audio_cache: dict[tuple[str, int], np.ndarray] = {}  # one group's tracks: a track fits one group
         for i, r in enumerate(recs):
             sr, chunks = found[r.name]
             radius = (table.window_ms + SEARCH_MARGIN_MS) * sr // 1000
