@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from cmav_data.manifest import PAIR_SCHEMA, read_metadata
 from cmav_data.manifests import read_table
 from cmav_data.recipes.build import BuildError
 from cmav_data.recipes.suburmp import (SubUrmpOptions, build_suburmp, frame_index, held_out_positions,
-                                       window_ends_ms)
+                                       pair_window_ends_ms, window_ends_ms)
 from urmp_tree import FPS, decode_frame_number, make_piece, write_index
 
 PIECES = ["01_Tiny_vn_vc", "02_Other_vn_fl", "03_Third_vc_fl", "04_Four_fl_vn_vc"]
@@ -84,13 +85,28 @@ def test_default_split_rule_reproduces_the_published_held_out_counts():
 
 def test_window_and_frame_arithmetic():
     opts = SubUrmpOptions()
-    assert window_ends_ms(2, 2, opts) == tuple(range(500, 2001, 100))
-    assert window_ends_ms(2, 1.25, opts)[-1] == 1200  # the shorter of audio and video rules
-    assert window_ends_ms(0.4, 1, opts) == ()
-    # At 29.97 fps frame 14 is shown from 0.467 s to 0.5005 s: it is the frame at t = 0.5 s.
-    assert frame_index(500, FPS) == 14
+    assert window_ends_ms(2, opts) == tuple(range(500, 2001, 100))
+    assert window_ends_ms(Fraction(2099, 1000), opts)[-1] == 2000
+    assert window_ends_ms(0.4, opts) == ()
+    # A video of 1.25 s at 29.97 fps has 37 frames (0 to 36, the last shown from 1.2012 s). The end rule
+    # needs the whole window inside it; the start rule only the window's first frame.
+    end, start = SubUrmpOptions(frame="end"), SubUrmpOptions(frame="start")
+    assert pair_window_ends_ms(2, 37, FPS, end)[-1] == 1200
+    assert pair_window_ends_ms(2, 37, FPS, start)[-1] == 1700  # frame ceil(1.2 * fps) = 36, the last one
+    assert pair_window_ends_ms(2, 60, FPS, start) == window_ends_ms(2, opts)
+    # start (default): the first frame shown at or after t - 0.5 s. Frame k is shown from k * 1001 / 30000 s.
+    assert frame_index(500, FPS) == 0
+    assert frame_index(600, FPS) == 3  # frame 2 starts at 66.7 ms, frame 3 at 100.1 ms
+    assert frame_index(30_530, FPS) == 900  # frame 900 starts exactly at 30.03 s, the window's start
+    assert frame_index(30_531, FPS) == 901
+    assert frame_index(600, 30) == 3 and frame_index(601, 30) == 4  # 30 fps: frame 3 starts at exactly 0.1 s
+    assert frame_index(1500, FPS, window_ms=1000) == 15
+    # end: at 29.97 fps frame 14 is shown from 0.467 s to 0.5005 s: it is the frame at t = 0.5 s.
+    assert frame_index(500, FPS, rule="end") == 14
     # At exactly 30 fps, frame 15 starts at 0.5 s; the frame shown just before it is 14.
-    assert frame_index(500, 30) == 14 and frame_index(533, 30) == 15
+    assert frame_index(500, 30, rule="end") == 14 and frame_index(533, 30, rule="end") == 15
+    with pytest.raises(ValueError, match="frame must be one of start, end"):
+        SubUrmpOptions(frame="middle")
 
 
 # ---------------------------------------------------------------- the build's output
@@ -127,14 +143,36 @@ def test_checksums_match_the_files(built: Path):
         assert hashlib.sha256((built / row.audio_path).read_bytes()).hexdigest() == row.audio_sha256
 
 
-def test_images_are_the_frame_at_t_end(built: Path):
+def test_images_are_the_first_frame_of_the_window(built: Path):
     df = pd.read_parquet(built / "manifest.parquet")
+    assert json.loads((built / "build.json").read_text())["frame_rule"].startswith(
+        "the first frame shown at or after the window's start")
+    for row in df.itertuples():
+        # Independent of the implementation: the first frame whose display starts at or after t_start.
+        expected = math.ceil(Fraction(round(row.t_start * 1000), 1000) * FPS)
+        assert row.frame_index == expected
+        rgb = np.asarray(Image.open(built / row.image_path).convert("RGB"), dtype=np.float64)
+        assert decode_frame_number(rgb) == expected % 256, row.id
+    assert df.frame_index.min() == 0  # the window starting at 0 s shows the video's first frame
+
+
+def test_frame_end_keeps_the_frame_just_before_t(tree: Path, built: Path, tmp_path: Path):
+    out = tmp_path / "end"
+    subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(tree), str(out), "--frame", "end",
+                    "--quiet"], check=True, capture_output=True)
+    info = json.loads((out / "build.json").read_text())
+    assert info["options"]["frame"] == "end" and "ceil(t * fps) - 1" in info["frame_rule"]
+    df = pd.read_parquet(out / "manifest.parquet")
     for row in df.itertuples():
         # Independent of the implementation: the frame whose display interval ends at or after t.
         expected = math.ceil(row.t_end * 30000 / 1001 - 1e-9) - 1
         assert row.frame_index == expected
-        rgb = np.asarray(Image.open(built / row.image_path).convert("RGB"), dtype=np.float64)
+        rgb = np.asarray(Image.open(out / row.image_path).convert("RGB"), dtype=np.float64)
         assert decode_frame_number(rgb) == expected % 256, row.id
+    # The audio does not depend on the frame rule; the images do.
+    start = pd.read_parquet(built / "manifest.parquet")
+    assert list(df.audio_sha256) == list(start.audio_sha256)
+    assert (df.image_sha256 != start.image_sha256).all()
 
 
 def test_audio_is_the_resampled_window_of_the_track(built: Path, tree: Path):
