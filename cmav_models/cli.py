@@ -86,7 +86,7 @@ def _int_list(text: str) -> tuple[int, ...]:
               help="Select and score on N evenly spaced pairs per class.  [default: all, 30 with --fast]")
 @click.option("--include-silent", is_flag=True, help="Keep the manifest's silent pairs (left out by default).")
 @click.option("--backend", type=click.Choice(["fast", "reference"]), default="fast", help="Feature backend.")
-@click.option("--device", default="cpu",
+@click.option("--device", default="auto",
               help="torch device: auto (a GPU when present), cpu, cuda, cuda:1, ...; on a GPU training runs in "
                    "bf16 autocast where supported, scoring in fp32.")
 @click.option("-j", "--jobs", type=click.IntRange(1), default=os.cpu_count() or 1,

@@ -226,6 +226,11 @@ def split_pairs(dataset_dir: str | os.PathLike, config: CompareConfig) -> tuple[
         ids["fit"] += _evenly(fit, config.max_train_per_class)
         ids["selection"] += _evenly(selection, config.max_validation_per_class)
         ids["heldout"] += _evenly(heldout, config.max_validation_per_class)
+    fit_classes = {label for (split, label), members in by.items() if split == "train"}
+    unseen = {label for split, label in by if split == "validation"} - fit_classes
+    if unseen:
+        names = ", ".join(CLASS_NAMES[i] for i in sorted(unseen))
+        raise ValueError(f"{path}: validation class(es) {names} have no training pairs")
     for name in SPLITS:
         if not ids[name]:
             what = {"fit": "training pairs", "heldout": "validation pairs",
@@ -239,7 +244,7 @@ def split_pairs(dataset_dir: str | os.PathLike, config: CompareConfig) -> tuple[
 
 
 def prepare_inputs(dataset_dir: str | os.PathLike, spec: FeatureSpec, ids: dict[str, list[str]], cache_key: str,
-                   features_dir: Path, config: CompareConfig, out_dir: Path, needed: bool) -> tuple[Inputs, dict]:
+                   features_dir: Path, out_dir: Path, needed: bool) -> tuple[Inputs, dict]:
     """Standardise ``spec``'s features per row on the fit pairs; save them once (when ``needed``)."""
     key = _hash({"features": cache_key, "ids": ids, "standardisation": STANDARDISATION})[:16]
     path = out_dir / "inputs" / f"{spec.kind}-{key}.npy"
@@ -404,11 +409,13 @@ def compare_features(
     config: CompareConfig = CompareConfig(),
     executor: concurrent.futures.Executor | None = None,
     progress: bool = True,
-    device: str = "cpu",
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Run the grid (reusing finished cells); write results.json, results.md and the PNGs; return the results."""
     if len(config.seeds) < 1 or not set(config.poolings) <= set(POOLINGS):
         raise ValueError(f"need at least one seed and poolings among {sorted(POOLINGS)}")
+    if not 0 < config.selection_fraction <= 0.5:
+        raise ValueError(f"selection_fraction must be in (0, 0.5], not {config.selection_fraction}")
     out_dir = Path(out_dir) if out_dir is not None else Path(dataset_dir) / "compare-features"
     device_type = resolve_device(device)
     ids, counts = split_pairs(dataset_dir, config)
@@ -427,7 +434,7 @@ def compare_features(
                  for cell in cells}
         missing = [cell for cell in cells if not paths[cell].is_file()]
         inputs, standardisation[kind] = prepare_inputs(dataset_dir, spec, ids, extracted.cache_key,
-                                                       extracted.out_dir, config, out_dir, needed=bool(missing))
+                                                       extracted.out_dir, out_dir, needed=bool(missing))
         cached += [json.loads(paths[cell].read_text()) for cell in cells if cell not in missing]
         tasks += [CellTask(inputs, d, p, s, config, str(device_type), str(paths[d, p, s])) for d, p, s in missing]
     runs = map(train_cell, tasks) if executor is None else executor.map(train_cell, tasks)
