@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 EPILOG_RUN = """\b
@@ -45,3 +47,81 @@ def run(suite: str, data_dir: str, out_dir: str, device: str, jobs: int, metrics
     except INPUT_ERRORS as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"report: {run_dir / 'report.md'}")
+
+
+COMPARE_EPILOG = """\b
+Examples:
+  cmav-data compare-features demo/suburmp --fast
+  cmav-data compare-features demo/suburmp --kinds lms,mfcc --depths 3,4 --seeds 5 --poolings keep
+  cmav-data compare-features demo/suburmp --device cuda
+\b
+Writes results.json, results.md (one table per pooling), heatmap_<pooling>.png and confusion_*.png
+to --out, and one file per trained cell under --out/cells: the same command again trains nothing.
+"""
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v)
+
+
+# Registered as `cmav-data compare-features` (entry point group cmav_data.commands).
+@click.command("compare-features", epilog=COMPARE_EPILOG,
+               context_settings={"show_default": True, "help_option_names": ["-h", "--help"]})
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder.  [default: DATASET/compare-features]")
+@click.option("--fast", is_flag=True,
+              help="Quick profile: 3 epochs, 60 fit / 30 selection / 30 held-out pairs per class, 8 channels "
+                   "(still 3 seeds and both poolings).")
+@click.option("--kinds", default="stft,cqt,mfcc,lms", help="Comma-separated representations.")
+@click.option("--depths", default="2,3,4,5", help="Comma-separated conv layer counts (2..5).")
+@click.option("--poolings", default="pool,keep",
+              help="Comma-separated classifier poolings: pool (over frequency and time), keep (frequency rows kept).")
+@click.option("--seeds", type=click.IntRange(1), default=3, help="Number of seeds (0..N-1).")
+@click.option("--epochs", type=click.IntRange(1), default=None,
+              help="Training epochs.  [default: 30, or 3 with --fast]")
+@click.option("--max-train-per-class", type=click.IntRange(1), default=None,
+              help="Fit on N evenly spaced training pairs per class.  [default: all, 60 with --fast]")
+@click.option("--max-validation-per-class", type=click.IntRange(1), default=None,
+              help="Select and score on N evenly spaced pairs per class.  [default: all, 30 with --fast]")
+@click.option("--include-silent", is_flag=True, help="Keep the manifest's silent pairs (left out by default).")
+@click.option("--backend", type=click.Choice(["fast", "reference"]), default="fast", help="Feature backend.")
+@click.option("--device", default="auto",
+              help="torch device: auto (a GPU when present), cpu, cuda, cuda:1, ...; on a GPU training runs in "
+                   "bf16 autocast where supported, scoring in fp32.")
+@click.option("-j", "--jobs", type=click.IntRange(1), default=os.cpu_count() or 1,
+              help="Worker processes (models trained in parallel, one thread each).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def compare_features_command(dataset, out, fast, kinds, depths, poolings, seeds, epochs, max_train_per_class,
+                             max_validation_per_class, include_silent, backend, device, jobs, quiet):
+    """Train the sound classifier on each representation x depth x pooling; choose on a selection set
+    carved by recording from the training split, report the choice on the held-out split."""
+    import dataclasses
+
+    from cmav_data.features.specs import KINDS, SpecError
+    from cmav_data.features.store import FeatureInputError
+    from cmav_data.parallel import executor_for
+    from cmav_models.compare_features import FAST_PROFILE, POOLINGS, CompareConfig, compare_features
+
+    overrides = dict(FAST_PROFILE) if fast else {}
+    overrides.update(kinds=tuple(k for k in kinds.split(",") if k), depths=_int_list(depths),
+                     poolings=tuple(p for p in poolings.split(",") if p), seeds=tuple(range(seeds)),
+                     include_silent=include_silent, backend=backend)
+    for name, value in (("epochs", epochs), ("max_train_per_class", max_train_per_class),
+                        ("max_validation_per_class", max_validation_per_class)):
+        if value is not None:
+            overrides[name] = value
+    for what, given, known in (("representation", overrides["kinds"], KINDS),
+                               ("pooling", overrides["poolings"], tuple(POOLINGS))):
+        unknown = set(given) - set(known)
+        if unknown:
+            raise click.ClickException(f"unknown {what}(s) {sorted(unknown)} (known: {', '.join(known)})")
+    config = dataclasses.replace(CompareConfig(), **overrides)
+    try:
+        with executor_for(jobs) as executor:
+            results = compare_features(dataset, out, config, executor, progress=not quiet, device=device)
+    except (SpecError, FeatureInputError, ValueError, RuntimeError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(results["table_markdown"], nl=False)
+    run = results["run"]
+    click.echo(f"{run['cells_trained']} model(s) trained, {run['cells_reused']} reused from earlier runs")

@@ -65,7 +65,10 @@ def test_make_spec_parses_overrides_and_rejects_bad_ones():
     spec = make_spec("lms", ["n_mels=64", "fmax=none", "center=false", "top_db=70"])
     assert (spec.n_mels, spec.fmax, spec.center, spec.top_db) == (64, None, False, 70.0)
     assert spec.shape == (64, 1 + (22050 - 2048) // 512)
-    assert make_spec("cqt").shape == (84, 44) and make_spec("stft").shape == (1025, 44)
+    assert make_spec("cqt").shape == (96, 44) and make_spec("stft").shape == (1025, 44)
+    assert make_spec("mfcc", ["db_ref=2.5"]).db_ref == 2.5 and make_spec("stft").db_ref == "full_scale"
+    with pytest.raises(SpecError, match="db_ref must be"):
+        make_spec("stft", ["db_ref=loudest"])
     with pytest.raises(SpecError, match="no parameter 'n_mel'"):
         make_spec("lms", ["n_mel=64"])
     with pytest.raises(SpecError, match="cannot read"):
@@ -124,7 +127,7 @@ def test_fast_cqt_matches_librosa_on_real_recordings(shared_dir):
 @pytest.mark.parametrize("kind", ["stft", "lms", "mfcc", "cqt"])
 def test_fast_matches_librosa_on_dataset_chunks_with_options(dataset, kind):
     # Non-default padding, reference level and normalisation take the other code paths.
-    extra = ["bins_per_octave=24", "n_bins=144"] if kind == "cqt" else ["n_fft=1024"]
+    extra = ["bins_per_octave=24", "n_bins=120", "fmin=110"] if kind == "cqt" else ["n_fft=1024"]
     spec = make_spec(kind, ["pad_mode=reflect", "db_ref=1.0", "normalize=standard", *extra])
     paths = sorted(dataset.glob("chunk/*/*/*.wav"))[::5]
     audio = np.stack([load_chunk(p, spec, p.stem)[0] for p in paths])
@@ -139,13 +142,61 @@ def test_top_db_is_per_chunk_not_per_batch(kind):
     t = np.arange(FRAMES) / RATE
     loud = (0.9 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     quiet = (1e-3 * np.sin(2 * np.pi * 330 * t) + 1e-4 * np.sin(2 * np.pi * 5000 * t)).astype(np.float32)
-    spec = make_spec(kind)
+    spec = make_spec(kind, ["top_db=80"])
     fast = FastFeatures(spec)
     batched = fast(np.stack([loud, quiet]))
     alone = fast(quiet[None])
     assert np.abs(batched[1] - alone[0]).max() <= _tolerance(kind)
-    assert batched[1].max() == pytest.approx(0.0, abs=1e-4)  # db_ref=None: each chunk's own max is 0 dB
-    assert batched[1].min() >= -spec.top_db - 1e-4
+    assert batched[1].min() >= batched[1].max() - spec.top_db - 1e-4
+
+
+def _levels(kind: str, backend: str) -> np.ndarray:
+    """Features of [digital silence, a quiet chunk, the same chunk 40 dB louder, a full-scale 1 kHz sine]."""
+    t = np.arange(FRAMES) / RATE
+    rng = np.random.default_rng(0)
+    music = 0.5 * np.sin(2 * np.pi * 330 * t) + 0.2 * np.sin(2 * np.pi * 2500 * t) + 0.01 * rng.standard_normal(FRAMES)
+    audio = np.stack([np.zeros(FRAMES), 0.005 * music, 0.5 * music, np.sin(2 * np.pi * 1000 * t)]).astype(np.float32)
+    spec = make_spec(kind)
+    return FastFeatures(spec)(audio) if backend == "fast" else reference_features(audio, spec)
+
+
+@pytest.mark.parametrize("backend", ["fast", "reference"])
+@pytest.mark.parametrize("kind", ["stft", "lms", "cqt"])
+def test_one_fixed_level_reference_silence_at_the_floor(kind, backend):
+    silence, quiet, loud, sine = _levels(kind, backend)
+    floor = make_spec(kind).floor_db
+    assert np.all(silence == floor)  # digital silence is the floor, never the top
+    assert quiet.min() >= floor and quiet.max() < loud.max() - 30  # 40 dB quieter stays quieter
+    assert sine.max() == pytest.approx(0.0, abs=1e-3)  # 0 dB: the peak of a full-scale 1 kHz sine
+
+
+@pytest.mark.parametrize("backend", ["fast", "reference"])
+def test_silence_gives_the_smallest_mfcc_c0(backend):
+    silence, quiet, loud, sine = _levels("mfcc", backend)
+    spec = make_spec("mfcc")
+    # c0 of the orthonormal DCT is sum(log-mel) / sqrt(n_mels): at the floor everywhere, its minimum.
+    assert silence[0] == pytest.approx(np.full(FRAMES // 512 + 1, spec.floor_db * np.sqrt(spec.n_mels)), abs=1e-3)
+    assert silence[0].max() < quiet[0].min() and quiet[0].mean() < loud[0].mean()
+    assert np.allclose(silence[1:], 0, atol=1e-3)
+
+
+def test_cqt_default_band_and_filters_fit_a_chunk_without_librosa_warnings():
+    import warnings
+
+    import librosa
+
+    spec = make_spec("cqt")
+    freqs = librosa.cqt_frequencies(spec.n_bins, fmin=spec.fmin, bins_per_octave=spec.bins_per_octave)
+    assert freqs[-1] >= 8000  # a band comparable to the other kinds
+    lengths, _ = librosa.filters.wavelet_lengths(
+        freqs=freqs, sr=spec.sample_rate, window=spec.window, filter_scale=spec.filter_scale,
+        alpha=librosa.filters._relative_bandwidth(freqs=freqs))
+    assert lengths.max() <= spec.n_samples  # no filter longer than the chunk
+    audio = np.random.default_rng(1).standard_normal((3, spec.n_samples)).astype(np.float32) * 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fast, reference = FastFeatures(spec)(audio), reference_features(audio, spec)
+    assert np.abs(fast - reference).max() <= CQT_TOLERANCE
 
 
 def _shard_bytes(out_dir: Path) -> dict[str, bytes]:

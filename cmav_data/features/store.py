@@ -17,7 +17,7 @@ gives a new key and folder. Each shard also carries its own key, so a killed run
 Input chunks: read with soundfile (any channel count: the mean of the channels), resampled with
 soxr (HQ) when their rate differs from ``spec.sample_rate``, then zero-padded or cut at the end to
 ``spec.n_samples``. A file that cannot be read or holds NaN or infinite samples is an error naming
-the pair. A silent chunk is valid: its features are constant (0 dB with ``db_ref=None``), never NaN.
+the pair. A silent chunk is valid: its features are the spec's floor (``floor_db``), never NaN.
 """
 
 from __future__ import annotations
