@@ -19,7 +19,7 @@ from cmav_data.demo import DemoError, DemoOptions, make_demo_urmp, pieces_per_in
 from cmav_data.demo.render import RELEASE
 from cmav_data.instruments import INSTRUMENTS
 from cmav_data.layout import player_box
-from cmav_data.manifests import MANIFESTS_DIR
+from cmav_data.manifests import read_table
 
 FPS = Fraction(30000, 1001)
 CODE = "(" + "|".join(INSTRUMENTS) + ")"
@@ -98,8 +98,7 @@ def json_options(corpus: Path) -> DemoOptions:
 
 
 def test_index_and_demo_json_describe_the_folders(tiny_demo_urmp):
-    with open(MANIFESTS_DIR / "urmp_index.csv", newline="") as f:
-        urmp_columns = next(csv.reader(f))
+    urmp_columns = list(read_table("urmp_index.csv")[0])
     with open(tiny_demo_urmp / "cmav_index.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == urmp_columns

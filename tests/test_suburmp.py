@@ -204,11 +204,41 @@ def test_recordings_splits_and_indices(built: Path):
 # ---------------------------------------------------------------- determinism and resume
 
 
-def test_same_bytes_for_any_number_of_workers(tree: Path, built: Path, tmp_path: Path):
-    out = tmp_path / "j2"
-    subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(tree), str(out),
-                    "--image-size", "16", "-j", "2", "--quiet"], check=True)
-    assert _tree_digest(out) == _tree_digest(built)
+def write_odd_crop_table(root: Path, path: Path) -> Path:
+    """A --crop-table giving every player of ``root`` a box of odd width and height at odd offsets.
+
+    Odd sizes are where a JPEG encoder pads 4:2:0 luma to whole chroma pairs (and once read
+    memory nobody wrote); the players' columns of even-sized videos are usually even.
+    """
+    from cmav_data.corpora.urmp import parse_folder
+    from cmav_data.layout import player_box
+    from cmav_data.media import probe_video
+
+    lines = ["folder,part,left,top,right,bottom"]
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        video = probe_video(next(folder.glob("Vid_*.mp4")))
+        n = len(parse_folder(folder.name)[2])
+        for part in range(1, n + 1):
+            left, _, right, _ = player_box(video.width, video.height, n, part)
+            left |= 1  # odd offsets; widths and heights odd too, and different per part
+            right = left + (right - left - 1) // 2 * 2 - 1
+            top = 1 + 2 * (part % 2)
+            bottom = top + (video.height - top - 1) // 2 * 2 - 1
+            lines.append(f"{folder.name},{part},{left},{top},{right},{bottom}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_same_bytes_for_any_number_of_workers_and_odd_crops(tree: Path, tmp_path: Path):
+    crops = write_odd_crop_table(tree, tmp_path / "crops.csv")
+    digests = []
+    for name, jobs in [("j1", "1"), ("j2", "2"), ("j2-again", "2")]:  # the same command twice, too
+        subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(tree), str(tmp_path / name),
+                        "--crop-table", str(crops), "--image-size", "16", "-j", jobs, "--quiet"], check=True)
+        digests.append(_tree_digest(tmp_path / name))
+    sizes = {Image.open(p).size for p in (tmp_path / "j1" / "img").rglob("*.jpg")}
+    assert all(w % 2 and h % 2 for w, h in sizes) and len(sizes) > 1, sizes
+    assert digests[0] == digests[1] == digests[2]
 
 
 def test_identical_takes_are_one_recording_and_split_file(tmp_path: Path):
@@ -339,17 +369,17 @@ def test_embed_stores_media_in_parquet_shards(tree: Path, built: Path, tmp_path:
 PATCHES = [(200, 30, 40), (30, 180, 60), (40, 50, 220), (128, 128, 128)]
 
 
-@pytest.mark.parametrize("encode_args, planar", [
+COLOUR_PATHS = pytest.mark.parametrize("encode_args, planar", [
     ([], True),  # untagged limited range: read as BT.601, as FFmpeg does
     (["-vf", "scale=out_color_matrix=bt709", "-colorspace", "bt709"], False),  # swscale RGB with BT.709
     (["-vf", "scale=out_range=full", "-color_range", "pc"], True),  # full range: no expansion
 ], ids=["untagged", "bt709", "full-range"])
-def test_crops_keep_the_source_colours(tmp_path: Path, encode_args, planar):
+
+
+def _patches_frame(tmp_path: Path, encode_args: list[str]):
+    """The first decoded frame of a lossless H.264 of the four PATCHES, 32 x 64 each."""
     import av
     import imageio_ffmpeg
-
-    from cmav_data.images import encode_jpeg_planes, encode_jpeg_rgb
-    from cmav_data.recipes.suburmp import _frame_crops
 
     frame = np.zeros((64, 128, 3), np.uint8)
     for i, colour in enumerate(PATCHES):
@@ -359,13 +389,45 @@ def test_crops_keep_the_source_colours(tmp_path: Path, encode_args, planar):
                     "-s", "128x64", "-r", "30", "-i", "-", *encode_args, "-c:v", "libx264", "-qp", "0",
                     "-pix_fmt", "yuv420p", str(video)], input=frame.tobytes() * 3, check=True)
     with av.open(str(video)) as container:
-        decoded = next(container.decode(video=0))
+        return next(container.decode(video=0))
+
+
+def _encode_crop(crop: tuple[np.ndarray, ...], quality: int) -> bytes:
+    from cmav_data.images import encode_jpeg_planes, encode_jpeg_rgb
+
+    return encode_jpeg_planes(crop, quality) if len(crop) == 3 else encode_jpeg_rgb(crop[0], quality)
+
+
+@COLOUR_PATHS
+def test_crops_keep_the_source_colours(tmp_path: Path, encode_args, planar):
+    from cmav_data.recipes.suburmp import _frame_crops
+
+    decoded = _patches_frame(tmp_path, encode_args)
     crops = _frame_crops(decoded, [(i * 32, 0, (i + 1) * 32, 64) for i in range(4)])
     for crop, colour in zip(crops, PATCHES):
         assert (len(crop) == 3) == planar
-        data = encode_jpeg_planes(crop, 95) if planar else encode_jpeg_rgb(crop[0], 95)
-        rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float64)[8:-8, 8:-8]
+        rgb = np.asarray(Image.open(io.BytesIO(_encode_crop(crop, 95))).convert("RGB"), np.float64)[8:-8, 8:-8]
         assert np.abs(rgb.mean(axis=(0, 1)) - colour).max() <= 4, (colour, rgb.mean(axis=(0, 1)))
+
+
+@COLOUR_PATHS
+def test_odd_crops_encode_the_same_whatever_memory_surrounds_them(tmp_path: Path, encode_args, planar):
+    """A crop's bytes depend on its pixels only, not on what lies past its right or bottom edge."""
+    from cmav_data.recipes.suburmp import _frame_crops
+
+    decoded = _patches_frame(tmp_path, encode_args)
+    boxes = [(1, 1, 32, 64), (33, 3, 96, 40), (97, 0, 128, 63), (0, 0, 127, 64)]  # odd widths, heights, offsets
+    for box, crop in zip(boxes, _frame_crops(decoded, boxes)):
+        expected = _encode_crop(crop, 90)
+        for fill in (0, 255):  # the same pixels inside buffers whose next columns and rows differ
+            surrounded = []
+            for plane in crop:
+                buffer = np.full((plane.shape[0] + 2, plane.shape[1] + 3, *plane.shape[2:]), fill, np.uint8)
+                buffer[: plane.shape[0], : plane.shape[1]] = plane
+                surrounded.append(buffer[: plane.shape[0], : plane.shape[1]])
+            assert _encode_crop(tuple(surrounded), 90) == expected, (box, fill)
+        decoded_crop = Image.open(io.BytesIO(expected))
+        assert decoded_crop.size == (box[2] - box[0], box[3] - box[1])
 
 
 def test_crop_planes_odd_boxes_and_levels():

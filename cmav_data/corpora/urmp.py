@@ -38,13 +38,13 @@ import numpy as np
 
 from cmav_data.checksum import sha256_file
 from cmav_data.instruments import INSTRUMENTS, Instrument
-from cmav_data.manifests import MANIFESTS_DIR
+from cmav_data.manifests import reference_path
 from cmav_data.media import MediaError, probe_audio, probe_video
 from cmav_data.progress import progress_map
 
 URMP_SAMPLE_RATE = 48_000
 CORPUS_INDEX_NAME = "cmav_index.csv"
-COMMITTED_INDEX = MANIFESTS_DIR / "urmp_index.csv"
+COMMITTED_INDEX = reference_path("urmp_index.csv")
 
 _FOLDER_RE = re.compile(r"^(?P<num>\d{2})_(?P<name>[A-Za-z0-9]+)(?P<codes>(?:_[a-z]+)+)$")
 

@@ -65,7 +65,7 @@ from cmav_data.images import crop_planes, encode_jpeg, encode_jpeg_planes, encod
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.layout import player_box
 from cmav_data.manifest import PAIR_SCHEMA, table_metadata, write_table
-from cmav_data.manifests import MANIFESTS_DIR
+from cmav_data.manifests import reference_path
 from cmav_data.media import MediaError, probe_audio, probe_video, read_audio_mono, resample, wav_bytes
 from cmav_data.progress import progress_map
 from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, split_counts
@@ -85,7 +85,7 @@ MAX_PENDING_CROPS = 16
 # Colorspaces whose YCbCr is JPEG's (BT.601); FFmpeg also reads untagged video as BT.601.
 BT601 = {int(Colorspace.ITU601), int(Colorspace.FCC), 2, 6}  # 2: unspecified, 6: SMPTE 170M
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG
-COMMITTED_CROPS = MANIFESTS_DIR / "suburmp_crops.csv"
+COMMITTED_CROPS = reference_path("suburmp_crops.csv")
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,11 @@ from tqdm import tqdm
 
 from cmav_data import __version__
 from cmav_data.atomic import atomic_path, write_bytes
-from cmav_data.manifests import MANIFESTS_DIR
+from cmav_data.manifests import reference_path
 from cmav_data.shards.index import INDEX_NAME, HashState, IndexedFile, ShardIndex, ShardsError
 
 ENV_CACHE = "CMAV_CACHE"
-REGISTRY_PATH = MANIFESTS_DIR / "datasets.json"
+REGISTRY_PATH = reference_path("datasets.json")
 MAX_INDEX_BYTES = 64 * 2**20
 MISMATCH = "checksum mismatch: the mirror changed or the file is corrupt"
 
