@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -32,6 +33,8 @@ from cmav_data.cli import main
 from cmav_data.manifest import EMBEDDED_SCHEMA, PAIR_SCHEMA, read_metadata, table_metadata, write_table
 from cmav_data.shards import (
     BadDatasetError,
+    BadIndexError,
+    BlobCache,
     ChecksumMismatchError,
     DownloadConfig,
     DownloadError,
@@ -115,10 +118,13 @@ class ShardServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, root: Path, ranges=True, drop_after=None, corrupt=(), throttle=0.0, status=None):
+    def __init__(self, root: Path, ranges=True, drop_after=None, corrupt=(), throttle=0.0, status=None,
+                 trickle=(), gated=()):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.root, self.ranges, self.drop_after = root, ranges, drop_after
         self.corrupt, self.throttle, self.status = set(corrupt), throttle, status
+        self.trickle = set(trickle)  # paths sent one byte every 0.1 s
+        self.gated, self.gate = set(gated), threading.Event()  # paths answered once the gate is set
         self.served: Counter[str] = Counter()
         self.requests: list[tuple[str, str | None]] = []
         self.lock = threading.Lock()
@@ -149,6 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
         with srv.lock:
             srv.requests.append((rel, rng))
         path = srv.root / rel
+        if rel in srv.gated:
+            srv.gate.wait(60)
         if srv.status or not path.is_file():
             self.send_error(srv.status or 404)
             return
@@ -171,6 +179,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = bytes(data[start:])
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if rel in srv.trickle:
+            with contextlib.suppress(OSError):  # until the client hangs up
+                for i in range(len(body)):
+                    self._send(rel, body[i:i + 1])
+                    time.sleep(0.1)
+            return
         for i in range(0, len(body), 4096):
             chunk = body[i:i + 4096]
             if srv.drop_after is not None and i + len(chunk) > srv.drop_after:
@@ -483,3 +497,77 @@ def test_load_pairs_same_for_built_and_published(built, hub):
     assert list(media.columns) == EMBEDDED_SCHEMA.names
     assert set(media["split"]) == {"validation"} and len(media) == PER_SPLIT["validation"] * len(CLASSES)
     pd.testing.assert_frame_equal(media, load_pairs(built, media=True, split="validation"))
+
+
+# ---------------------------------------------------------------- hostile indexes
+
+
+def _index_bytes(files: list, **fields) -> bytes:
+    payload = {"format": "cmav-shards", "format_version": 1, "kind": "suburmp", "schema_version": "1",
+               "options": {}, "build": {}, "files": files, **fields}
+    return json.dumps(payload).encode()
+
+
+def _entry(path: str, size: int = 3, sha256: str = hashlib.sha256(b"abc").hexdigest()) -> dict:
+    return {"path": path, "size": size, "sha256": sha256}
+
+
+def _nested(depth: int):
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+HOSTILE_INDEXES = {
+    "negative size": (_index_bytes([_entry("README.md", size=-5)]), "size must be an integer >= 0, not -5"),
+    "size as text": (_index_bytes([_entry("README.md", size="3")]), "'size' must be a JSON integer, not a string"),
+    "size as bool": (_index_bytes([_entry("README.md", size=True)]), "size must be an integer >= 0, not true"),
+    "short sha256": (_index_bytes([_entry("README.md", sha256="ab" * 31)]), "is not 64 lowercase hex digits"),
+    "state file": (_index_bytes([_entry(".cmav-state.json")]), "'.cmav-state.json' is the name of one of cmav's own files"),
+    "lock file": (_index_bytes([_entry("data/.cmav-lock")]), "'.cmav-lock' is the name of one of cmav's own files"),
+    "part file": (_index_bytes([_entry("data/a.parquet.0123456789abcdef.part")]), "is the name of one of cmav's own files"),
+    "the index": (_index_bytes([_entry("index.json")]), "'index.json' is the name of one of cmav's own files"),
+    "array": (b"[]", "a JSON object expected, not an array"),
+    "deep nesting": (b"[" * 100_000 + b"]" * 100_000, "JSON nested deeper than 32 levels"),
+    "deep options": (_index_bytes([], options={"x": _nested(40)}), "JSON nested deeper than 32 levels"),
+    "garbage": (b"\x00{garbage", "not valid JSON"),
+    "not utf-8": (b"\xff\xfe{}", "not valid JSON"),
+    "files not an array": (_index_bytes({"README.md": 3}), "'files' must be a JSON array, not an object"),
+    "entry not an object": (_index_bytes(["README.md"]), "files[0]: a JSON object expected, not a string"),
+    "file and folder": (_index_bytes([_entry("data"), _entry("data/x.bin")]),
+                        '"data" is listed both as a file and as the folder of "data/x.bin"'),
+    "300-character name": (_index_bytes([_entry("data/" + "n" * 300)]), "a name longer than 255 bytes"),
+    "NUL byte": (_index_bytes([_entry("data/a\0b.parquet")]), "a NUL, control character or backslash"),
+    "traversal": (_index_bytes([_entry("data/../../x")]), "'..' leaves the dataset folder"),
+    "absolute": (_index_bytes([_entry("/tmp/x")]), "an absolute path"),
+    "not canonical": (_index_bytes([_entry("data//x")]), "not a canonical relative path"),
+    "listed twice": (_index_bytes([_entry("README.md"), _entry("README.md")]), '"README.md" is listed twice'),
+    "shard without rows": (_index_bytes([{**_entry("data/a.parquet"), "split": "train"}]), "'rows' is missing"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_INDEXES))
+def test_hostile_index_is_one_clear_line_and_touches_nothing(tmp_path, case):
+    data, cause = HOSTILE_INDEXES[case]
+    hub = tmp_path / "hub"
+    (hub / "ds").mkdir(parents=True)
+    (hub / "ds" / "index.json").write_bytes(data)
+    for name in (".cmav-state.json", "README.md", "data/x.bin", "index.json"):  # what a listing would name
+        if not (hub / "ds" / name).exists():
+            (hub / "ds" / name).parent.mkdir(parents=True, exist_ok=True)
+            (hub / "ds" / name).write_bytes(b"abc")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / ".cmav-state.json").write_bytes(b'{"version": 1, "files": {}}')
+    before = {p: p.read_bytes() for p in dest.rglob("*")}
+    with ShardServer(hub) as server:
+        url = server.url + "ds/index.json"
+        result = CliRunner().invoke(main, ["download", url, str(dest), "--no-cache", "-q"])
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.output
+    assert result.output.count("\n") == 1 and result.output.startswith(f"Error: {url}: bad shard index: ")
+    assert cause in result.output
+    assert {p: p.read_bytes() for p in dest.rglob("*")} == before  # nothing written, nothing removed
+    checked = CliRunner().invoke(main, ["verify", str(hub / "ds"), "-q"])  # the same check on a local copy
+    assert isinstance(checked.exception, SystemExit) and checked.exit_code == 1
+    assert checked.output == f"Error: {hub / 'ds' / 'index.json'}: bad shard index: {result.output.split(': bad shard index: ', 1)[1]}"
