@@ -571,3 +571,138 @@ def test_hostile_index_is_one_clear_line_and_touches_nothing(tmp_path, case):
     checked = CliRunner().invoke(main, ["verify", str(hub / "ds"), "-q"])  # the same check on a local copy
     assert isinstance(checked.exception, SystemExit) and checked.exit_code == 1
     assert checked.output == f"Error: {hub / 'ds' / 'index.json'}: bad shard index: {result.output.split(': bad shard index: ', 1)[1]}"
+
+
+def test_oversized_index_is_refused_at_once(hub, tmp_path):
+    size = (hub / "suburmp-demo" / "index.json").stat().st_size
+    config = DownloadConfig(retries=3, backoff=0.01, timeout=5, max_index_bytes=size - 1)
+    with ShardServer(hub) as server:
+        with pytest.raises(BadIndexError, match=f"more than {size - 1} bytes, the most an index may have "
+                                                f"\\(Content-Length {size}\\)"):
+            download(server.url + "suburmp-demo/index.json", tmp_path / "dest", (), None, config, progress=False)
+        assert server.requests == [("suburmp-demo/index.json", None)]  # asked once, not once per retry
+    assert not (tmp_path / "dest").exists()
+
+
+# ---------------------------------------------------------------- deadlines, the cache, reruns, two writers
+
+
+def test_trickling_server_fails_the_file_within_its_deadline(hub, tmp_path):
+    index = read_index(hub / "suburmp-demo")
+    slow = index.shards[0]
+    dest = tmp_path / "dest"
+    with ShardServer(hub, trickle={f"suburmp-demo/{slow.path}"}) as server:  # one byte every 0.1 s
+        start = time.monotonic()
+        result = CliRunner().invoke(main, ["download", server.url + "suburmp-demo/index.json", str(dest),
+                                           "--no-cache", "--deadline", "1.5", "--timeout", "5", "-q"])
+        elapsed = time.monotonic() - start
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.output
+    assert result.output.count("\n") == 1
+    assert (f"1 of {len(index.files)} files failed: {dest / slow.path}: not complete within its 1.5 s deadline"
+            in result.output)
+    assert elapsed < 15  # not a speed goal: without a deadline this file takes over an hour
+    part = dest / f"{slow.path}.{slow.sha256[:16]}.part"
+    assert 0 < part.stat().st_size < slow.size  # kept: the next run resumes it
+    report = verify(dest, progress=False)
+    assert report.problems == [f"{slow.path}: missing"]
+
+
+def test_trickling_index_fails_within_its_deadline(hub, tmp_path):
+    config = DownloadConfig(retries=2, backoff=0.01, timeout=5, deadline=1.0)
+    with ShardServer(hub, trickle={"suburmp-demo/index.json"}) as server:
+        url = server.url + "suburmp-demo/index.json"
+        with pytest.raises(DownloadError, match=re.escape(f"{url}: not complete within its 1 s deadline")):
+            download(url, tmp_path / "dest", (), None, config, progress=False)
+        assert len(server.requests) == 1  # a deadline is not retried
+
+
+def test_cache_adopts_only_checked_blobs_and_replaces_a_bad_one(hub, tmp_path):
+    cache_dir = tmp_path / "cache"
+    shard = read_index(hub / "suburmp-demo").shards[0]
+    good = (hub / "suburmp-demo" / shard.path).read_bytes()
+    wrong = tmp_path / "wrong.parquet"
+    wrong.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # the size is right, the bytes are not
+    cache = BlobCache(cache_dir)
+    assert cache.add(wrong, shard.sha256) is False
+    blob = cache_dir / "sha256" / shard.sha256[:2] / shard.sha256
+    assert not blob.exists() and not list(blob.parent.iterdir())  # nothing adopted, no temporary left
+    # A bad blob already in the cache (here: cut short) is replaced by the next download that fetches it.
+    blob.write_bytes(good[:1000])
+    with ShardServer(hub) as server:
+        download("suburmp-demo", tmp_path / "a", (server.url,), cache_dir, FAST, progress=False)
+        assert blob.read_bytes() == good
+        server.served.clear()
+        other = download("suburmp-demo", tmp_path / "b", (server.url,), cache_dir, FAST, progress=False)
+        assert other.fetched == [] and _shard_bytes(server) == 0
+    assert verify(tmp_path / "b", deep=True, progress=False).ok
+
+
+def test_rerun_hashes_files_at_their_final_names_instead_of_fetching(hub, tmp_path):
+    index = read_index(hub / "suburmp-demo")
+    dest = tmp_path / "dest"
+    for f in index.files:  # complete, as a killed run leaves them: renamed, not in the state file
+        (dest / f.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(hub / "suburmp-demo" / f.path, dest / f.path)
+    bad = index.shards[1]
+    data = bytearray((dest / bad.path).read_bytes())
+    data[100] ^= 0xFF  # right size, wrong bytes: fetched again
+    (dest / bad.path).write_bytes(bytes(data))
+    with ShardServer(hub) as server:
+        report = download(server.url + "suburmp-demo/index.json", dest, (), None, FAST, progress=False)
+        assert {rel for rel, _ in server.requests} == {"suburmp-demo/index.json", f"suburmp-demo/{bad.path}"}
+    assert report.fetched == [bad.path] and len(report.adopted) == len(index.files) - 1
+    assert verify(dest, deep=True, progress=False).ok
+
+
+def _wait_for(condition, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.slow  # two CLI start-ups
+def test_killed_download_rerun_keeps_the_complete_shards(hub, tmp_path):
+    dest = tmp_path / "dest"
+    cli = Path(sys.executable).parent / "cmav-data"
+    cmd = [str(cli), "download", "suburmp-demo", str(dest), "--no-cache", "-j", "1", "-q"]
+    shards = read_index(hub / "suburmp-demo").shards
+    with ShardServer(hub, throttle=0.02) as slow:
+        proc = subprocess.Popen(cmd + ["--mirror", slow.url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Killed once two shards are complete at their final names and a third is under way.
+        mid = _wait_for(lambda: (dest / shards[1].path).is_file() and list(dest.rglob("*.part")))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert mid, proc.stderr.read().decode()
+    complete = [f for f in shards if (dest / f.path).is_file()]
+    assert len(complete) >= 2 and not (dest / ".cmav-state.json").exists()  # nothing recorded them
+    with ShardServer(hub) as server:
+        out = subprocess.run(cmd + ["--mirror", server.url], check=True, timeout=60, capture_output=True, text=True)
+        asked = {rel for rel, _ in server.requests}
+    assert not asked & {f"suburmp-demo/{f.path}" for f in complete}  # hashed locally, not fetched again
+    assert f"{len(complete)} found complete and hashed" in out.stdout
+    assert verify(dest, deep=True, progress=False).ok and not list(dest.rglob("*.part"))
+
+
+@pytest.mark.slow  # two CLI start-ups
+def test_second_download_into_one_dest_is_refused_while_the_first_runs(hub, tmp_path):
+    dest = tmp_path / "dest"
+    cli = Path(sys.executable).parent / "cmav-data"
+    held = read_index(hub / "suburmp-demo").shards[-1]
+    with ShardServer(hub, gated={f"suburmp-demo/{held.path}"}) as server:  # the first waits there
+        cmd = [str(cli), "download", "suburmp-demo", str(dest), "--mirror", server.url, "--no-cache", "-j", "1", "-q"]
+        first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert _wait_for(lambda: (f"suburmp-demo/{held.path}", None) in server.requests), first.stderr.read()
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        still_running = first.poll() is None
+        server.gate.set()
+        out, err = first.communicate(timeout=60)
+    assert still_running, "the first download ended before the second one was started: nothing was tested"
+    assert second.returncode == 1 and second.stdout == ""
+    assert second.stderr == (f"Error: {dest} is being written by another cmav process (pid {first.pid}, download); "
+                             "wait for it to finish or stop it, then run this again\n")
+    assert first.returncode == 0, err
+    assert verify(dest, deep=True, progress=False).ok  # the first one's bytes, and only them
+    assert _shard_bytes(server) == sum(f.size for f in read_index(dest).shards)  # each byte served once
