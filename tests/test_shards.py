@@ -706,3 +706,13 @@ def test_second_download_into_one_dest_is_refused_while_the_first_runs(hub, tmp_
     assert first.returncode == 0, err
     assert verify(dest, deep=True, progress=False).ok  # the first one's bytes, and only them
     assert _shard_bytes(server) == sum(f.size for f in read_index(dest).shards)  # each byte served once
+
+
+@pytest.mark.parametrize("state", [b"[]", b'{"files": []}', b'{"files": {"README.md": 5}}', b"[" * 100_000, b"\xff"])
+def test_damaged_state_file_only_costs_a_rehash(hub, tmp_path, state):
+    out = tmp_path / "pub"
+    shutil.copytree(hub / "suburmp-demo", out)
+    (out / ".cmav-state.json").write_bytes(state)
+    result = CliRunner().invoke(main, ["verify", str(out), "-q"])
+    assert result.exit_code == 0 and result.output == f"{out}: OK (published, {len(read_index(out).files)} files checked)\n"
+    assert json.loads((out / ".cmav-state.json").read_bytes())["version"] == 1  # rewritten whole

@@ -261,9 +261,14 @@ class HashState:
         self._lock = threading.Lock()
         self._dirty = False
         try:
-            self._entries: dict[str, list] = json.loads(self._path.read_bytes())["files"]
-        except (OSError, ValueError, KeyError, TypeError):
-            self._entries = {}
+            files = json.loads(self._path.read_bytes())["files"]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            files = {}
+        # Entries of another shape (a damaged or foreign file) are dropped: they only cost a re-hash.
+        self._entries: dict[str, list] = {
+            rel: entry for rel, entry in (files.items() if isinstance(files, dict) else ())
+            if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], str)
+        }
 
     def known(self, rel: str) -> str | None:
         """The recorded sha256 of ``rel`` if its size and mtime are unchanged since, else None."""
