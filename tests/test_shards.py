@@ -35,6 +35,7 @@ from cmav_data.shards import (
     BadDatasetError,
     BadIndexError,
     BlobCache,
+    HashState,
     ChecksumMismatchError,
     DownloadConfig,
     DownloadError,
@@ -716,3 +717,23 @@ def test_damaged_state_file_only_costs_a_rehash(hub, tmp_path, state):
     result = CliRunner().invoke(main, ["verify", str(out), "-q"])
     assert result.exit_code == 0 and result.output == f"{out}: OK (published, {len(read_index(out).files)} files checked)\n"
     assert json.loads((out / ".cmav-state.json").read_bytes())["version"] == 1  # rewritten whole
+
+
+def test_a_state_vouching_for_a_file_of_the_wrong_size_is_not_believed(hub, tmp_path):
+    """As left by the race of two downloads on one .part before DEST was locked: a file longer than
+    the index says, in DEST and hard-linked into the cache, recorded as good in both hash states."""
+    shard = read_index(hub / "suburmp-demo").shards[0]
+    good = (hub / "suburmp-demo" / shard.path).read_bytes()
+    dest, cache_dir = tmp_path / "dest", tmp_path / "cache"
+    rel = f"sha256/{shard.sha256[:2]}/{shard.sha256}"
+    for root, name in ((dest, shard.path), (cache_dir, rel)):
+        (root / name).parent.mkdir(parents=True)
+        (root / name).write_bytes(good + good[:1000])
+        state = HashState(root)
+        state.record(name, shard.sha256)
+        state.save()
+    with ShardServer(hub) as server:
+        report = download("suburmp-demo", dest, (server.url,), cache_dir, FAST, progress=False)
+    assert shard.path in report.fetched
+    assert (dest / shard.path).read_bytes() == good and (cache_dir / rel).read_bytes() == good
+    assert verify(dest, deep=True, progress=False).ok

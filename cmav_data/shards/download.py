@@ -372,7 +372,7 @@ class BlobCache:
         """Keep ``src`` as the blob of ``sha256`` once the bytes placed in the cache hash to it; a blob
         already there is replaced unless the hash state vouches for it. False: nothing adopted."""
         rel = self._rel(sha256)
-        if self.state.known(rel) == sha256:
+        if self.state.known(rel, size=src.stat().st_size) == sha256:
             return True
         blob = self.root / rel
         blob.parent.mkdir(parents=True, exist_ok=True)
@@ -489,7 +489,7 @@ def _fill(dest: Path, index: ShardIndex, data: bytes, report: DownloadReport, ba
         write_bytes(dest / INDEX_NAME, data)
     todo = []
     for f in index.files:
-        if state.known(f.path) == f.sha256:
+        if state.known(f.path, size=f.size) == f.sha256:
             report.present.append(f.path)
         elif cache is not None and cache.fill(f, dest / f.path):
             state.record(f.path, f.sha256)

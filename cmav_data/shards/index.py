@@ -270,15 +270,17 @@ class HashState:
             if isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], str)
         }
 
-    def known(self, rel: str) -> str | None:
-        """The recorded sha256 of ``rel`` if its size and mtime are unchanged since, else None."""
+    def known(self, rel: str, size: int | None = None) -> str | None:
+        """The recorded sha256 of ``rel`` if its size and mtime are unchanged since (and its size is
+        ``size``, when given: a state written by an older cmav may vouch for a file of the wrong
+        size), else None."""
         try:
             st = (self.root / rel).stat()
         except FileNotFoundError:
             return None
         with self._lock:
             entry = self._entries.get(rel)
-        if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns:
+        if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns and size in (None, st.st_size):
             return entry[2]
         return None
 
