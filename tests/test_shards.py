@@ -540,10 +540,13 @@ HOSTILE_INDEXES = {
                         '"data" is listed both as a file and as the folder of "data/x.bin"'),
     "300-character name": (_index_bytes([_entry("data/" + "n" * 300)]), "a name longer than 255 bytes"),
     "NUL byte": (_index_bytes([_entry("data/a\0b.parquet")]), "a NUL, control character or backslash"),
+    "lone surrogate": (_index_bytes([_entry("data/\ud800.parquet")]), "not valid Unicode"),
     "traversal": (_index_bytes([_entry("data/../../x")]), "'..' leaves the dataset folder"),
     "absolute": (_index_bytes([_entry("/tmp/x")]), "an absolute path"),
     "not canonical": (_index_bytes([_entry("data//x")]), "not a canonical relative path"),
     "listed twice": (_index_bytes([_entry("README.md"), _entry("README.md")]), '"README.md" is listed twice'),
+    "same file when case-folded": (_index_bytes([_entry("README.md"), _entry("readme.md")]),
+                                   '"readme.md" is the same file as "README.md" on some file systems'),
     "shard without rows": (_index_bytes([{**_entry("data/a.parquet"), "split": "train"}]), "'rows' is missing"),
 }
 

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import threading
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -124,7 +125,8 @@ def validate_index(payload: Any) -> "ShardIndex":
 
     Raises ValueError naming the first bad field: a wrong type, a size or row count that is not an
     int >= 0, a sha256 that is not 64 lowercase hex digits, a path that is not a safe relative
-    path (see ``_check_path``), a path listed twice or both as a file and as a folder.
+    path (see ``_check_path``), a path listed twice (also once case-folded: one file on macOS and
+    Windows) or both as a file and as a folder, JSON nested deeper than ``MAX_DEPTH``.
     """
     _check_depth(payload)
     if not isinstance(payload, dict):
@@ -185,13 +187,17 @@ def _check_path(path: str, where: str) -> None:
         raise ValueError(f"{where}: an absolute path")
     if any(ord(c) < 0x20 or c in "\\\x7f" for c in path):
         raise ValueError(f"{where}: a NUL, control character or backslash in the path")
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+    try:
+        encoded = path.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the JSON) names no file
+        raise ValueError(f"{where}: not valid Unicode") from None
+    if len(encoded) > MAX_PATH_BYTES:
         raise ValueError(f"{where}: path longer than {MAX_PATH_BYTES} bytes")
     parts = path.split("/")
     for part in parts:
         if part == "..":
             raise ValueError(f"{where}: '..' leaves the dataset folder")
-        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        if len(part.encode("utf-8")) > MAX_NAME_BYTES:
             raise ValueError(f"{where}: a name longer than {MAX_NAME_BYTES} bytes")
         if part in _OWN_NAMES or part.startswith(TMP_PREFIX):
             raise ValueError(f"{where}: {part!r} is the name of one of cmav's own files")
@@ -200,12 +206,14 @@ def _check_path(path: str, where: str) -> None:
 
 
 def _check_tree(paths: list[str]) -> None:
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # case-folded, NFC path -> path: one file on macOS and Windows
     folders: dict[str, str] = {}  # folder -> a path under it
     for path in paths:
-        if path in seen:
-            raise ValueError(f"{_show(path)} is listed twice")
-        seen.add(path)
+        key = unicodedata.normalize("NFC", path).casefold()
+        if key in seen:
+            same = "listed twice" if seen[key] == path else f"the same file as {_show(seen[key])} on some file systems"
+            raise ValueError(f"{_show(path)} is {same}")
+        seen[key] = path
         parts = path.split("/")
         for n in range(1, len(parts)):
             folders.setdefault("/".join(parts[:n]), path)
@@ -235,7 +243,7 @@ def _json_type(value: Any) -> str:
 
 def _show(value: Any, limit: int = 60) -> str:
     """``value`` for an error line, as JSON (so NUL and newlines stay visible), shortened if long."""
-    text = json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False).encode("utf-8", "backslashreplace").decode()  # lone surrogates
     return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"
 
 
