@@ -134,6 +134,10 @@ class ShardServer(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/"
 
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client hanging up is no error
+            super().handle_error(request, client_address)
+
     def __enter__(self):
         threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True).start()
         return self
@@ -740,3 +744,26 @@ def test_a_state_vouching_for_a_file_of_the_wrong_size_is_not_believed(hub, tmp_
     assert shard.path in report.fetched
     assert (dest / shard.path).read_bytes() == good and (cache_dir / rel).read_bytes() == good
     assert verify(dest, deep=True, progress=False).ok
+
+
+@pytest.mark.slow  # a CLI start-up
+def test_file_too_large_is_one_line_and_not_blamed_on_the_mirror(hub, tmp_path):
+    import resource
+
+    dest = tmp_path / "dest"
+    index = read_index(hub / "suburmp-demo")
+    limit = 20_000  # files may not grow past this (ulimit -f): the shards do, the rest does not
+    big = [f for f in index.files if f.size > limit]
+    cli = Path(sys.executable).parent / "cmav-data"
+    with ShardServer(hub) as server:
+        proc = subprocess.run(
+            [str(cli), "download", "suburmp-demo", str(dest), "--mirror", server.url, "--no-cache", "-j", "1", "-q"],
+            capture_output=True, text=True, timeout=120,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+        asked = Counter(rel for rel, _ in server.requests)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"Error: {len(big)} of {len(index.files)} files failed: ")
+    for f in big:
+        assert f"{dest / f.path}.{f.sha256[:16]}.part: cannot write: File too large" in proc.stderr
+        assert asked[f"suburmp-demo/{f.path}"] == 1, (asked, proc.stderr)  # not retried
+    assert "mirror" not in proc.stderr and "retries" not in proc.stderr

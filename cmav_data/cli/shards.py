@@ -101,6 +101,8 @@ def download_cmd(source: str, dest: str, mirrors: tuple[str, ...], cache_dir: st
             report = download(source, dest, mirrors, cache, config, executor=ex, progress=not quiet)
     except (ShardsError, OutputLocked) as e:
         raise click.ClickException(str(e)) from None
+    except OSError as e:  # DEST or the cache cannot be written
+        raise click.ClickException(f"{e.filename or dest}: {e.strerror or e}") from None
     click.echo(f"{dest}: {len(report.fetched)} fetched ({report.network_bytes} bytes), "
                f"{len(report.from_cache)} from cache, {len(report.present)} already verified, "
                f"{len(report.adopted)} found complete and hashed")
@@ -118,6 +120,8 @@ def verify_cmd(directory: str, deep: bool, jobs: int, quiet: bool) -> None:
             report = verify(directory, deep=deep, executor=ex, progress=not quiet)
     except ShardsError as e:
         raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"{e.filename or directory}: {e.strerror or e}") from None
     if not report.ok:
         for problem in report.problems:
             click.echo(f"  {problem}", err=True)

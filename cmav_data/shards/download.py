@@ -27,6 +27,7 @@ does the HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -41,7 +42,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 from urllib.parse import quote, urljoin, urlsplit
 
 from tqdm import tqdm
@@ -70,6 +71,19 @@ class UnknownDatasetError(ShardsError):
 
 class ChecksumMismatchError(DownloadError):
     pass
+
+
+class LocalWriteError(DownloadError):
+    """A file in DEST cannot be written (disk full, file too large, permissions): not retried, and
+    not blamed on the mirror."""
+
+
+@contextlib.contextmanager
+def _local_io(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        raise LocalWriteError(f"{path}: cannot write: {e.strerror or e}") from None
 
 
 @dataclass(frozen=True)
@@ -156,28 +170,49 @@ class _DeadlinePassed(Exception):
 
 
 class _Part:
-    """A ``.part`` file and the running sha256 of its bytes."""
+    """A ``.part`` file and the running sha256 of its bytes. Its own I/O errors are LocalWriteError,
+    so that they are never taken for the network's."""
 
     def __init__(self, path: Path):
         self.path = path
-        path.touch()
+        with _local_io(path):
+            path.touch()
         self.have = 0
         self.hasher = hashlib.sha256()
         self.sync()
 
     def sync(self) -> None:
         """Re-read the part from disk if it does not hold exactly the bytes hashed so far."""
-        size = self.path.stat().st_size if self.path.exists() else 0
-        if size != self.have:
-            self.have, self.hasher = 0, hashlib.sha256()
-            with open(self.path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    self.hasher.update(chunk)
-                    self.have += len(chunk)
+        with _local_io(self.path):
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if size != self.have:
+                self.have, self.hasher = 0, hashlib.sha256()
+                with open(self.path, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        self.hasher.update(chunk)
+                        self.have += len(chunk)
 
     def restart(self) -> None:
-        self.path.write_bytes(b"")
+        with _local_io(self.path):
+            self.path.write_bytes(b"")
         self.have, self.hasher = 0, hashlib.sha256()
+
+    @contextlib.contextmanager
+    def appender(self) -> Iterator[Callable[[bytes], None]]:
+        """A function that appends bytes to the part (on disk at once, so a kill loses little)."""
+        with _local_io(self.path):
+            out = open(self.path, "ab", buffering=0)  # no buffer left to fail again at close
+
+        def append(chunk: bytes) -> None:
+            with _local_io(self.path):
+                view = memoryview(chunk)
+                while view:  # a raw write may be short
+                    view = view[out.write(view):]
+            self.hasher.update(chunk)
+            self.have += len(chunk)
+
+        with out:
+            yield append
 
 
 def _request(url: str, start: int, timeout: float):
@@ -210,13 +245,11 @@ def _fetch_once(url: str, part: _Part, size: int, config: DownloadConfig, deadli
             raise http.client.HTTPException(f"unexpected HTTP status {resp.status}")
         if total is not None and total != size:
             raise _WrongContent(f"the server's file has {total} bytes, the index says {size}")
-        with open(part.path, "ab") as out:
+        with part.appender() as append:
             while chunk := resp.read1(config.chunk_size):  # what has arrived, so a kill loses little
                 if part.have + len(chunk) > size:
                     raise _WrongContent(f"the server sends more than the {size} bytes the index says")
-                out.write(chunk)
-                part.hasher.update(chunk)
-                part.have += len(chunk)
+                append(chunk)
                 received += len(chunk)
                 on_bytes(len(chunk))
                 if time.monotonic() > deadline:
@@ -304,7 +337,8 @@ def fetch_file(
             _fetch_from_mirror(url, part, f.size, config, deadline, on_bytes, count)
             digest = part.hasher.hexdigest()
             if digest == f.sha256:
-                os.replace(part_path, final)
+                with _local_io(final):
+                    os.replace(part_path, final)
                 return received
             reason = f"sha256 {digest} instead of {f.sha256}"
         except _WrongContent as e:
