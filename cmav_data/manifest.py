@@ -100,5 +100,21 @@ def write_table(table: pa.Table, path: str | os.PathLike, metadata: Mapping[byte
         pq.write_table(table, tmp, compression="zstd", row_group_size=65536, write_statistics=True)
 
 
+class ManifestError(ValueError):
+    """A manifest that cannot be read: the message names the file and the cause, in one line."""
+
+
 def read_manifest(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(path, columns=columns)
+    """The manifest's table (only ``columns`` if given); ManifestError if it is missing, not Parquet
+    (truncated, garbage) or lacks a column asked for."""
+    try:
+        schema = pq.read_schema(path)
+        missing = [c for c in columns or () if c not in schema.names]
+        if missing:
+            raise ManifestError(f"{path}: not a cmav manifest (no column {', '.join(missing)})")
+        return pq.read_table(path, columns=columns)
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: missing") from None
+    except (pa.ArrowException, OSError) as e:
+        cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ManifestError(f"{path}: unreadable Parquet (truncated or not a manifest: {cause})") from None

@@ -260,3 +260,13 @@ def test_sound_cnn_shapes_for_every_depth(shape):
     for depth in (1, 6):
         with pytest.raises(ValueError, match="depth"):
             SoundCNN(SoundCNNConfig(depth=depth))
+
+
+def test_truncated_manifest_is_a_one_line_error(tmp_path):
+    build_dataset(tmp_path, train_per_class=1, validation_per_class=1)
+    manifest = tmp_path / "manifest.parquet"
+    manifest.write_bytes(manifest.read_bytes()[:1000])
+    result = CliRunner().invoke(main, ["extract-features", str(tmp_path), "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert str(manifest) in result.output and "unreadable Parquet" in result.output

@@ -41,7 +41,7 @@ import soxr
 
 from cmav_data.atomic import sweep_temporaries, write_text
 from cmav_data.features.specs import FeatureSpec, spec_from_dict
-from cmav_data.manifest import read_manifest, read_metadata, table_metadata, write_table
+from cmav_data.manifest import ManifestError, read_manifest, read_metadata, table_metadata, write_table
 from cmav_data.progress import progress_map
 
 BACKENDS = ("reference", "fast")
@@ -115,8 +115,8 @@ def read_pairs(dataset_dir: str | os.PathLike) -> tuple[Pair, ...]:
         raise FeatureInputError(f"{path}: no manifest (is {dataset_dir} a built dataset?)")
     try:
         table = read_manifest(path, columns=MANIFEST_COLUMNS)
-    except (pa.ArrowInvalid, KeyError, OSError) as err:
-        raise FeatureInputError(f"{path}: cannot read the columns {MANIFEST_COLUMNS}: {err}") from None
+    except ManifestError as err:
+        raise FeatureInputError(str(err)) from None
     rows = table.to_pydict()
     return tuple(Pair(*values) for values in zip(*(rows[c] for c in MANIFEST_COLUMNS)))
 
