@@ -270,3 +270,10 @@ def test_truncated_manifest_is_a_one_line_error(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().splitlines() == [result.output.strip()]
     assert str(manifest) in result.output and "unreadable Parquet" in result.output
+
+
+def test_feature_dataset_refuses_an_unknown_split_naming_the_valid_ones(tmp_path):
+    build_dataset(tmp_path, train_per_class=1, validation_per_class=1)
+    with pytest.raises(FeatureInputError, match=r"no split 'bogus' \(its splits: train, validation"):
+        FeatureDataset(tmp_path, make_spec("lms"), split="bogus")
+    assert not (tmp_path / "features").exists()  # refused before any feature was computed
