@@ -93,11 +93,16 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
 
 
-def write_table(table: pa.Table, path: str | os.PathLike, metadata: Mapping[bytes, bytes]) -> None:
-    """Write ``table`` atomically with fixed writer settings, so equal tables give equal bytes."""
+def write_table(table: pa.Table, path: str | os.PathLike, metadata: Mapping[bytes, bytes],
+                page_checksums: bool = False) -> None:
+    """Write ``table`` atomically with fixed writer settings, so equal tables give equal bytes.
+
+    ``page_checksums``: a CRC32 per data page, so a reader can tell damaged pages from data.
+    """
     table = table.replace_schema_metadata(dict(metadata))
     with atomic_path(path, suffix=".parquet") as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=65536, write_statistics=True)
+        pq.write_table(table, tmp, compression="zstd", row_group_size=65536, write_statistics=True,
+                       write_page_checksum=page_checksums)
 
 
 class ManifestError(ValueError):

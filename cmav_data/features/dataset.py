@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,10 @@ import torch
 from cmav_data.features.specs import FeatureSpec
 from cmav_data.features.store import MANIFEST_NAME, FeatureInputError, extract_features, read_features
 from cmav_data.manifest import read_manifest
+
+
+class FeatureCacheWarning(UserWarning):
+    """A damaged feature shard or index was found (and recomputed) while the dataset was made."""
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -44,6 +49,8 @@ class FeatureDataset(torch.utils.data.Dataset):
             raise FeatureInputError(f"{Path(dataset_dir) / MANIFEST_NAME}: no split {split!r} "
                                     f"(its splits: {', '.join(splits)}; or None for all pairs)")
         extracted = extract_features(dataset_dir, spec, backend, executor=executor, progress=progress)
+        for notice in extracted.warnings:  # a damaged shard was recomputed: say so to the training script
+            warnings.warn(notice, FeatureCacheWarning, stacklevel=2)
         self.features_dir: Path = extracted.out_dir
         by_class: dict[int, list[str]] = {}
         for pair_id, pair_split, label in zip(rows["id"], rows["split"], rows["class_index"]):
