@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from cmav_data.atomic import atomic_path
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: note_coverage and mean_f0 may be null (their annotation file is empty)
 
 PAIR_SCHEMA = pa.schema(
     [
@@ -34,8 +34,8 @@ PAIR_SCHEMA = pa.schema(
         pa.field("image_sha256", pa.string(), nullable=False),
         pa.field("audio_path", pa.string(), nullable=False),
         pa.field("audio_sha256", pa.string(), nullable=False),
-        pa.field("note_coverage", pa.float32(), nullable=False),  # fraction of the window with notes
-        pa.field("mean_f0", pa.float32(), nullable=False),  # mean voiced F0 in Hz, 0 when unvoiced
+        pa.field("note_coverage", pa.float32()),  # fraction of the window with notes; null: no Notes_ data
+        pa.field("mean_f0", pa.float32()),  # mean voiced F0 in Hz, 0 when unvoiced; null: no F0s_ data
         pa.field("silent", pa.bool_(), nullable=False),
         pa.field("source_audio_sha256", pa.string(), nullable=False),
         pa.field("source_video_sha256", pa.string(), nullable=False),
