@@ -278,12 +278,15 @@ def channels_problem(path: str | os.PathLike, info: AudioInfo) -> str | None:
     return f"{info.channels} channels, URMP's tracks are mono; mixed to {read_audio_mono(path)[2]}"
 
 
+MISSING_FILE = "missing file"
+
+
 def annotation_problem(path: str | os.PathLike) -> str | None:
     """A ``Notes_``/``F0s_`` file that is missing (an inspect-urmp problem and a build failure) or
     holds no annotations (an inspect-urmp problem; build-suburmp warns and records null)."""
     path = Path(path)
     if not path.is_file():
-        return "missing file"
+        return MISSING_FILE
     with open(path, "rb") as f:
         if not f.read().strip():
             return "empty file (no annotations)"

@@ -61,8 +61,8 @@ from tqdm import tqdm
 import cmav_data
 from cmav_data.atomic import write_bytes, write_text
 from cmav_data.checksum import sha256_bytes, sha256_file
-from cmav_data.corpora.urmp import (Part, Piece, UrmpError, annotation_problem, channels_problem, load_urmp,
-                                    read_f0s, read_notes, sample_rate_problem)
+from cmav_data.corpora.urmp import (MISSING_FILE, Part, Piece, UrmpError, annotation_problem, channels_problem,
+                                    load_urmp, read_f0s, read_notes, sample_rate_problem)
 from cmav_data.images import crop_planes, encode_jpeg, encode_jpeg_planes, encode_jpeg_rgb, pad_square
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.layout import player_box
@@ -166,7 +166,7 @@ def _probe_piece(piece: Piece) -> _PieceProbe:
                 raise MediaError(part.audio, cause)
             for annotation, what in ((part.notes, "note coverage"), (part.f0s, "mean F0")):
                 cause = annotation_problem(annotation)
-                if cause == "missing file":
+                if cause == MISSING_FILE:
                     raise MediaError(annotation, cause)
                 if cause:
                     warnings.append(f"{annotation}: {cause}; {what} recorded as missing (null)")
@@ -176,7 +176,8 @@ def _probe_piece(piece: Piece) -> _PieceProbe:
         except MediaError as e:
             failures.append(UnitFailure(part.key, e.path, e.cause))
             parts.append((part.index, None, None, None))
-    return _PieceProbe(piece.folder, video_sha, n_frames, fps, size, tuple(parts), tuple(failures), tuple(warnings))
+    return _PieceProbe(piece.folder, video_sha, n_frames, fps, size, tuple(parts), tuple(failures),
+                       tuple(warnings))
 
 
 def read_crop_table(path: str | os.PathLike) -> dict[tuple[str, int], tuple[int, int, int, int]]:
