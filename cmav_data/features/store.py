@@ -281,8 +281,9 @@ def read_info(out_dir: str | os.PathLike) -> tuple[dict[str, Any], list[ShardEnt
         raise FeatureInputError(f"{out_dir}: no {INFO_NAME} (not a finished feature extraction)")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise FeatureInputError(f"{path}: not a feature index ({str(err).splitlines()[0]})") from None
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: hostile nesting
+        cause = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FeatureInputError(f"{path}: not a feature index ({cause})") from None
     problem = _index_problem(info)
     if problem:
         raise FeatureInputError(f"{path}: not a feature index ({problem})")
@@ -318,7 +319,7 @@ def _checked_shards(out_dir: Path, key: str, shard_names: list[str],
     try:
         info, entries = read_info(out_dir)
     except FeatureInputError as err:
-        warnings.append(f"{err}; recomputing what it should list")
+        warnings.append(f"{err}; rewritten from the shards that read back whole, the others recomputed")
         return {}, set()
     if info["cache_key"] != key or [e.name for e in entries] != shard_names:
         return {}, set()  # another shard size: shards are adopted by their own keys or recomputed
