@@ -493,6 +493,29 @@ def test_verify_built_dataset(tmp_path):
     assert result.exit_code == 1 and "neither index.json" in result.output
 
 
+def test_verify_deep_covers_the_feature_folders(tmp_path):
+    from cmav_data.features.specs import make_spec
+    from cmav_data.features.store import extract_features
+
+    root = make_built_dataset(tmp_path / "built")
+    out = extract_features(root, make_spec("mfcc"), "fast", shard_size=6, progress=False).out_dir
+    assert verify(root, deep=True, progress=False).ok
+    shard = out / "part-00001.parquet"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only a hash sees it
+    shard.write_bytes(bytes(data))
+    assert verify(root, progress=False).ok
+    rel = shard.relative_to(root)
+    result = CliRunner().invoke(main, ["verify", str(root), "--deep", "-q"])
+    assert result.exit_code == 1 and f"{rel}: sha256 " in result.output and "features.json says" in result.output
+    (out / "part-00002.parquet").write_bytes(b"short")
+    assert verify(root, progress=False).problems[0].startswith(f"{out.relative_to(root)}/part-00002.parquet: 5 bytes")
+    (out / "features.json").write_text('{"cache_key": [')
+    result = CliRunner().invoke(main, ["verify", str(root), "--deep", "-q"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{out.relative_to(root)}/features.json: not a feature index" in result.output
+
+
 def test_load_pairs_same_for_built_and_published(built, hub):
     pub = hub / "suburmp-demo"
     plain = load_pairs(pub)

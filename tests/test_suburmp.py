@@ -25,7 +25,7 @@ from cmav_data.manifests import read_table
 from cmav_data.recipes.build import BuildError
 from cmav_data.recipes.suburmp import (SubUrmpOptions, build_suburmp, frame_index, held_out_positions,
                                        pair_window_ends_ms, window_ends_ms)
-from urmp_tree import FPS, decode_frame_number, make_piece, write_index
+from urmp_tree import FPS, decode_frame_number, make_piece, write_index, write_tone
 
 PIECES = ["01_Tiny_vn_vc", "02_Other_vn_fl", "03_Third_vc_fl", "04_Four_fl_vn_vc"]
 SECONDS = {"01_Tiny_vn_vc": 2.0, "02_Other_vn_fl": 1.5, "03_Third_vc_fl": 1.2, "04_Four_fl_vn_vc": 1.8}
@@ -305,8 +305,13 @@ def _broken_copy(tree: Path, tmp_path: Path, breaker) -> Path:
         (lambda r: make_piece(r, "05_Long_vn_vc", seconds=3.0, video_seconds=1.0, size="96x40"),
          "track and video lengths differ by"),
         (lambda r: make_piece(r, "06_Odd_vn_xyz", seconds=1.0, size="96x40"), "unknown instrument code xyz"),
+        (lambda r: _cut(r / "03_Third_vc_fl" / "AuSep_1_vc_03_Third.wav", 3000),
+         "AuSep_1_vc_03_Third.wav: truncated: its header says"),
+        (lambda r: write_tone(r / "03_Third_vc_fl" / "AuSep_1_vc_03_Third.wav", 1.2, sr=22_050),
+         "AuSep_1_vc_03_Third.wav: unexpected sample rate 22050 Hz (URMP is 48000)"),
     ],
-    ids=["corrupt-wav", "missing-video", "truncated-mp4", "length-mismatch", "unknown-code"],
+    ids=["corrupt-wav", "missing-video", "truncated-mp4", "length-mismatch", "unknown-code", "truncated-wav",
+         "sample-rate"],
 )
 def test_bad_input_names_the_file(tree: Path, tmp_path: Path, breaker, expected):
     root = _broken_copy(tree, tmp_path, breaker)
@@ -326,6 +331,51 @@ def test_allow_failures_exits_zero(tree: Path, tmp_path: Path):
     allowed = subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(root), str(tmp_path / "c"),
                               "--quiet", "--fault-tolerant", "--allow-failures"], capture_output=True, text=True)
     assert allowed.returncode == 0 and "Vid_03_Third_vc_fl.mp4: missing file" in allowed.stderr
+
+
+def _cut(path: Path, n_bytes: int) -> None:
+    path.write_bytes(path.read_bytes()[:n_bytes])
+
+
+def test_empty_annotations_and_non_mono_tracks_are_warnings_said_plainly(tree: Path, tmp_path: Path):
+    def breaker(root: Path) -> None:
+        (root / "03_Third_vc_fl" / "Notes_1_vc_03_Third.txt").write_bytes(b"")
+        (root / "03_Third_vc_fl" / "F0s_2_fl_03_Third.txt").write_bytes(b"")
+        for path, right_gain in ((root / "02_Other_vn_fl" / "AuSep_1_vn_02_Other.wav", -0.9),
+                                 (root / "04_Four_fl_vn_vc" / "AuSep_1_fl_04_Four.wav", 1.0)):
+            mono, sr = sf.read(path)
+            sf.write(path, np.stack([mono, right_gain * mono], axis=1), sr, subtype="PCM_24")
+
+    root = _broken_copy(tree, tmp_path, breaker)
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(root), str(out), "--quiet"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    warnings = sorted(line for line in done.stderr.splitlines() if line.startswith("warning: "))
+    assert warnings == sorted([
+        f"warning: {root}/03_Third_vc_fl/Notes_1_vc_03_Third.txt: empty file (no annotations); "
+        "note coverage recorded as missing (null)",
+        f"warning: {root}/03_Third_vc_fl/F0s_2_fl_03_Third.txt: empty file (no annotations); "
+        "mean F0 recorded as missing (null)",
+        f"warning: {root}/02_Other_vn_fl/AuSep_1_vn_02_Other.wav: 2 channels, URMP's tracks are mono; mixed to "
+        "channel 1 alone (the loudest): ITS 2 CHANNELS ARE IN ANTI-PHASE, their mean is 26 dB quieter; "
+        "averaging would cancel them",
+        f"warning: {root}/04_Four_fl_vn_vc/AuSep_1_fl_04_Four.wav: 2 channels, URMP's tracks are mono; mixed to "
+        "the mean of its 2 channels",
+    ]), done.stderr
+    recorded = json.loads((out / "build.json").read_text())["warnings"]
+    assert sorted(f"warning: {w}" for w in recorded) == warnings
+    df = pd.read_parquet(out / "manifest.parquet")
+    part = {key: group for key, group in df.groupby(["piece", "part"])}
+    notes_gone, f0_gone = part[("03_Third_vc_fl", 1)], part[("03_Third_vc_fl", 2)]
+    assert notes_gone.note_coverage.isna().all() and notes_gone.mean_f0.notna().all()
+    assert f0_gone.mean_f0.isna().all() and (f0_gone.note_coverage > 0.9).all()
+    assert df.drop(index=notes_gone.index).note_coverage.notna().all()
+    anti = part[("02_Other_vn_fl", 1)]
+    chunk, _ = sf.read(out / anti.audio_path.iloc[3])
+    mono, _ = sf.read(tree / "02_Other_vn_fl" / "AuSep_1_vn_02_Other.wav")
+    # The loud channel's level, not the mean's (a twentieth of it).
+    assert np.sqrt(np.mean(chunk**2)) == pytest.approx(np.sqrt(np.mean(mono**2)), rel=0.05)
 
 
 def _truncate(path: Path) -> None:

@@ -302,7 +302,7 @@ def read_chunks(release_dir: Path, rec: PublishedRecording, hop_ms: int) -> tupl
         if not path.is_file():
             continue
         try:
-            x, sr = read_audio_mono(path)
+            x, sr, _mix = read_audio_mono(path)
         except MediaError as e:
             raise MembershipError(str(e)) from None
         rates.add(sr)
