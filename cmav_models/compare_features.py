@@ -38,8 +38,8 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import sys
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
