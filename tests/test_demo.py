@@ -16,6 +16,8 @@ from click.testing import CliRunner
 
 from cmav_data.cli import main
 from cmav_data.demo import DemoError, DemoOptions, make_demo_urmp, pieces_per_instrument, plan_corpus, render_piece
+from cmav_data.demo.colour_baseline import bootstrap_accuracy, colour_features, nearest_centroid
+from cmav_data.demo.players import PlayerSprites, Pose, player_look
 from cmav_data.demo.render import RELEASE
 from cmav_data.instruments import INSTRUMENTS
 from cmav_data.layout import player_box
@@ -71,6 +73,49 @@ def test_bad_options_are_rejected_with_a_clear_message():
         DemoOptions(seconds=(30.0, 20.0))
     with pytest.raises(DemoError, match="size"):
         DemoOptions(size=(961, 540))
+
+
+# --- looks: no colour cue to the instrument ------------------------------------------------------
+
+def test_looks_are_seeded_per_piece_and_player():
+    assert player_look(5, 3, 2) == player_look(5, 3, 2)
+    a, b = player_look(5, 3, 1), player_look(5, 3, 2)
+    assert (a.wall, a.floor, a.chair) == (b.wall, b.floor, b.chair)  # one room per piece
+    assert a.suit != b.suit and a.light != b.light and a.wood != b.wood  # its players differ
+    assert a.wall != player_look(5, 4, 1).wall and a.wall != player_look(6, 3, 1).wall  # other piece, other seed
+
+
+def test_a_player_looks_the_same_whatever_instrument_it_holds():
+    look = player_look(0, 1, 1)
+    violin, trumpet = PlayerSprites("vn", look, 48, 96)(None), PlayerSprites("tpt", look, 48, 96)(None)
+    assert np.array_equal(violin[:8], trumpet[:8])  # the wall above the head: same pixels
+    assert not np.array_equal(violin, trumpet)  # the drawing differs
+    other = PlayerSprites("vn", player_look(0, 2, 1), 48, 96)(None)
+    assert not np.array_equal(violin[:8], other[:8])  # same instrument, another piece: another wall
+
+
+def sprite_colour_accuracy(look_of, players: int = 10, held_out: int = 3) -> float:
+    """Mean-colour nearest-centroid accuracy on sprites: each class's last ``held_out`` players validate."""
+    images, labels, groups, validation = [], [], [], []
+    for ci, code in enumerate(sorted(INSTRUMENTS)):
+        for p in range(players):
+            sprites = PlayerSprites(code, look_of(ci, p), 36, 64)
+            for pose in (None, Pose(1, 2, 0), Pose(4, 4, 3)):
+                images.append(sprites(pose))
+                labels.append(ci)
+                groups.append(f"{code}{p}")
+                validation.append(p >= players - held_out)
+    x, y, val = colour_features(np.stack(images)), np.array(labels), np.array(validation)
+    predicted = nearest_centroid(x[~val], y[~val], x[val])
+    return bootstrap_accuracy(predicted == y[val], np.array(groups)[val])[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mean_colour_tells_no_instrument_but_would_find_a_per_class_palette(seed):
+    # The demo's looks: every player of every class in a piece (room) of its own.
+    assert sprite_colour_accuracy(lambda ci, p: player_look(seed, 13 * p + ci, 1)) < 0.25  # chance: 1/13
+    # Control: one look per class (the old per-instrument backdrop) is found at once.
+    assert sprite_colour_accuracy(lambda ci, p: player_look(seed, ci, 1)) > 0.9
 
 
 # --- the tiny corpus ------------------------------------------------------------------------------
@@ -197,6 +242,28 @@ def test_each_player_moves_when_playing_and_rests_when_silent(tiny_demo_urmp):
             playing_change = np.abs(region[playing] - rest).mean(axis=(1, 2, 3))
             assert silent_change.max() < 1.0, path  # static at rest (codec noise only)
             assert playing_change.min() > 3 * max(silent_change.max(), 0.3), path
+
+
+def test_backdrops_follow_the_piece_not_the_instrument(tiny_demo_urmp):
+    """The wall above each player, in the first frame: shared within a piece (up to the player's
+    light), different between pieces, also for players of the same instrument."""
+    walls: dict[str, list[np.ndarray]] = {}
+    for folder in piece_folders(tiny_demo_urmp):
+        frame = decode(folder / f"Vid_{folder.name}.mp4")[0][0].astype(float)
+        codes = folder.name.split("_")[2:]
+        piece_walls = []
+        for k, code in enumerate(codes, start=1):
+            left, _top, right, _bottom = player_box(frame.shape[1], frame.shape[0], len(codes), k)
+            wall = frame[2:10, left + 2:right - 2].reshape(-1, 3).mean(axis=0)
+            piece_walls.append(wall / wall.sum())  # chromaticity: the room's hue, whatever the exposure
+            walls.setdefault(code, []).append(wall)
+        assert np.ptp(piece_walls, axis=0).max() < 0.08, folder.name  # one room (white balance differs)
+    recurring = {code: w for code, w in walls.items() if len(w) >= 2}
+    assert recurring
+    for code, ws in recurring.items():
+        for i in range(len(ws)):
+            for j in range(i):
+                assert np.abs(ws[i] - ws[j]).max() > 3, code  # another piece, another wall
 
 
 def test_a_piece_renders_identically_again(tiny_demo_urmp, tmp_path):

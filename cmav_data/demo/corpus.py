@@ -29,6 +29,7 @@ from cmav_data.checksum import sha256_file
 from cmav_data.demo.contact_sheet import write_contact_sheet
 from cmav_data.demo.errors import DemoError
 from cmav_data.demo.plan import DemoOptions, PiecePlan, plan_corpus
+from cmav_data.demo.players import player_look
 from cmav_data.demo.render import F0_HOP, f0_text, notes_text, render_parts, score_midi, soundfont_path, write_wav
 from cmav_data.demo.scores import Excerpt, load_excerpt
 from cmav_data.demo.video import encode, frame_count, frames
@@ -63,7 +64,9 @@ def render_piece(plan: PiecePlan, out_dir: str | Path, size: tuple[int, int]) ->
     write_wav(mix_path, sum(tracks))
     write_bytes(folder / f"Sco_{plan.folder}.mid", score_midi(excerpt.parts, plan.instruments, plan.source.quarter_bpm))
     n_frames = frame_count(excerpt.seconds)
-    encode(folder / f"Vid_{plan.folder}.mp4", frames(excerpt.parts, tracks, plan.instruments, size, n_frames), size, mix_path)
+    looks = [player_look(plan.seed, plan.number, k) for k in range(1, len(plan.instruments) + 1)]
+    video_frames = frames(excerpt.parts, tracks, plan.instruments, looks, size, n_frames)
+    encode(folder / f"Vid_{plan.folder}.mp4", video_frames, size, mix_path)
     return PieceResult(plan, excerpt)
 
 
