@@ -15,13 +15,14 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from cmav_data.cli import main
+from cmav_data.corpora.urmp import inspect_urmp
 from cmav_data.demo import DemoError, DemoOptions, make_demo_urmp, pieces_per_instrument, plan_corpus, render_piece
 from cmav_data.demo.colour_baseline import bootstrap_accuracy, colour_features, nearest_centroid
 from cmav_data.demo.players import PlayerSprites, Pose, player_look
 from cmav_data.demo.render import RELEASE
 from cmav_data.instruments import INSTRUMENTS
 from cmav_data.layout import player_box
-from cmav_data.manifests import MANIFESTS_DIR
+from cmav_data.manifests import MANIFESTS_DIR, read_table
 
 FPS = Fraction(30000, 1001)
 CODE = "(" + "|".join(INSTRUMENTS) + ")"
@@ -305,3 +306,66 @@ def test_cli_makes_a_one_piece_corpus(tmp_path):
     assert json.loads((out / "demo.json").read_text())["options"]["seconds"] == [2.0, 2.0]
     bad = CliRunner().invoke(main, ["make-demo-urmp", str(tmp_path / "x"), "--size", "big"])
     assert bad.exit_code == 2 and "WIDTHxHEIGHT" in bad.output
+
+
+# --- --like-urmp: URMP's 44 pieces ---------------------------------------------------------------
+
+def urmp_index_by_folder() -> dict[str, list[dict[str, str]]]:
+    by_folder: dict[str, list[dict[str, str]]] = {}
+    for row in read_table("urmp_index.csv"):
+        by_folder.setdefault(row["folder"], []).append(row)
+    return by_folder
+
+
+def test_like_urmp_plans_the_index_pieces_with_the_release_lengths():
+    plans = plan_corpus(DemoOptions(like_urmp=True))
+    index = urmp_index_by_folder()
+    assert [p.folder for p in plans] == list(index) and len(plans) == 44
+    for p in plans:
+        rows = index[p.folder]
+        assert p.name == rows[0]["name"] and p.number == int(rows[0]["piece"])
+        assert p.file_codes == tuple(r["file_code"] for r in rows)
+    assert plans[14].folder == "15_Surprise_tpt_tpt_tbn" and plans[14].file_codes == ("tpt", "tpt", "tpt")
+    mean = np.mean([p.seconds for p in plans])
+    assert 100 < mean < 125, mean  # the published recordings average about 112 s
+    assert DemoOptions(like_urmp=True).size == (1920, 1080)
+    by_number = {p.number: p for p in plans}
+    for a, b in ((21, 23), (24, 25), (40, 41)):  # arrangements of one music: one excerpt, one length
+        assert (by_number[a].source, by_number[a].music_seed, by_number[a].seconds) == (
+            by_number[b].source, by_number[b].music_seed, by_number[b].seconds)
+        assert by_number[a].seed != by_number[b].seed  # but their own performance and looks
+    scaled = plan_corpus(DemoOptions(like_urmp=True, time_scale=0.1))
+    assert [s.seconds for s in scaled] == [max(2.0, round(p.seconds * 0.1, 2)) for p in plans]
+
+
+def test_like_urmp_tree_has_urmps_names_and_files_and_passes_the_reader(tmp_path):
+    out = tmp_path / "urmp44"
+    result = CliRunner().invoke(main, ["make-demo-urmp", str(out), "--like-urmp", "--time-scale", "0.01",
+                                       "--size", "96x64", "-j", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    index = urmp_index_by_folder()
+    assert [p.name for p in piece_folders(out)] == sorted(index)
+    for folder, rows in index.items():
+        stem = f"{int(rows[0]['piece']):02d}_{rows[0]['name']}"
+        expected = {f"AuMix_{folder}.wav", f"Sco_{folder}.mid", f"Vid_{folder}.mp4"}
+        for r in rows:
+            expected |= {f"{kind}_{r['part']}_{r['file_code']}_{stem}.{ext}"
+                         for kind, ext in (("AuSep", "wav"), ("Notes", "txt"), ("F0s", "txt"))}
+        assert {p.name for p in (out / folder).iterdir()} == expected, folder
+    with open(out / "cmav_index.csv", newline="") as f:
+        assert tuple(csv.DictReader(f)) == read_table("urmp_index.csv")  # the tree's index is URMP's
+    inspection = inspect_urmp(out, progress=False)
+    assert inspection.problems == []
+    assert len(inspection.pieces) == 44 and sum(p.n_players for p in inspection.pieces) == 149
+    assert any(q.startswith("15_Surprise_tpt_tpt_tbn part 3") for q in inspection.quirks)
+    assert all(p.video_size == (96, 64) for p in inspection.pieces)
+    strict = CliRunner().invoke(main, ["inspect-urmp", str(out), "--strict", "--quiet"])
+    assert strict.exit_code == 0, strict.output
+
+
+def test_like_urmp_options_that_do_not_apply_are_refused(tmp_path):
+    both = CliRunner().invoke(main, ["make-demo-urmp", str(tmp_path / "a"), "--like-urmp", "--pieces", "3"])
+    assert both.exit_code == 2 and "--pieces" in both.output and "--like-urmp" in both.output
+    lone = CliRunner().invoke(main, ["make-demo-urmp", str(tmp_path / "b"), "--time-scale", "0.1"])
+    assert lone.exit_code == 2 and "--like-urmp" in lone.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -35,7 +35,7 @@ from cmav_data.demo.scores import Excerpt, load_excerpt
 from cmav_data.demo.video import encode, frame_count, frames
 from cmav_data.manifests import read_table
 
-FOLDER_RE = re.compile(r"^(\d{2})_([A-Za-z]+)((?:_[a-z]+)+)$")
+FOLDER_RE = re.compile(r"^(\d{2})_([A-Za-z0-9]+)((?:_[a-z]+)+)$")
 INDEX_NAME = "cmav_index.csv"
 
 
@@ -47,7 +47,7 @@ class PieceResult:
 
 def part_stem(plan: PiecePlan, part: int) -> str:
     """``K_iK_NN_Name`` of 1-based ``part``, as URMP's per-part file names carry it."""
-    return f"{part}_{plan.instruments[part - 1]}_{plan.number:02d}_{plan.source.name}"
+    return f"{part}_{plan.file_codes[part - 1]}_{plan.number:02d}_{plan.name}"
 
 
 def render_piece(plan: PiecePlan, out_dir: str | Path, size: tuple[int, int]) -> PieceResult:
@@ -78,8 +78,8 @@ def index_csv(plans: list[PiecePlan]) -> str:
     writer.writerow(columns)
     for plan in plans:
         for k, code in enumerate(plan.instruments, start=1):
-            row = {"folder": plan.folder, "piece": plan.number, "name": plan.source.name, "part": k,
-                   "instrument": code, "file_code": code}
+            row = {"folder": plan.folder, "piece": plan.number, "name": plan.name, "part": k,
+                   "instrument": code, "file_code": plan.file_codes[k - 1]}
             writer.writerow([row[c] for c in columns])
     return buf.getvalue()
 
@@ -112,13 +112,15 @@ def demo_json(options: DemoOptions, results: list[PieceResult]) -> str:
                     "corpus_path": r.plan.source.corpus_path,
                     "score_parts": list(r.plan.source.parts),
                     "measures": [r.excerpt.first_measure, r.excerpt.last_measure],
+                    "passes": r.excerpt.passes,
                     "quarter_bpm": r.plan.source.quarter_bpm,
                 },
                 "parts": [
-                    {"part": k, "instrument": code, "transpose_semitones": 12 * shift,
+                    {"part": k, "instrument": code, "file_code": file_code, "transpose_semitones": 12 * shift,
                      "notes_folded_an_octave": folded, "notes": len(notes)}
-                    for k, (code, shift, folded, notes) in enumerate(
-                        zip(r.plan.instruments, r.excerpt.octave_shifts, r.excerpt.folded_notes, r.excerpt.parts), start=1)
+                    for k, (code, file_code, shift, folded, notes) in enumerate(
+                        zip(r.plan.instruments, r.plan.file_codes, r.excerpt.octave_shifts, r.excerpt.folded_notes,
+                            r.excerpt.parts), start=1)
                 ],
             }
             for r in results
