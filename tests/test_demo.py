@@ -358,6 +358,7 @@ def test_like_urmp_tree_has_urmps_names_and_files_and_passes_the_reader(tmp_path
     assert inspection.problems == []
     assert len(inspection.pieces) == 44 and sum(p.n_players for p in inspection.pieces) == 149
     assert any(q.startswith("15_Surprise_tpt_tpt_tbn part 3") for q in inspection.quirks)
+    assert inspection.duplicate_takes == [["24_Pirates_vn_vn_va_vc/3", "25_Pirates_vn_vn_va_sax/3"]]
     assert all(p.video_size == (96, 64) for p in inspection.pieces)
     strict = CliRunner().invoke(main, ["inspect-urmp", str(out), "--strict", "--quiet"])
     assert strict.exit_code == 0, strict.output
@@ -369,3 +370,18 @@ def test_like_urmp_options_that_do_not_apply_are_refused(tmp_path):
     lone = CliRunner().invoke(main, ["make-demo-urmp", str(tmp_path / "b"), "--time-scale", "0.1"])
     assert lone.exit_code == 2 and "--like-urmp" in lone.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_shared_take_is_byte_identical_and_the_mix_stays_in_range(tmp_path):
+    plans = {p.number: p for p in plan_corpus(DemoOptions(like_urmp=True, time_scale=0.02, size=(96, 64)))}
+    (take,) = plans[25].shared_takes
+    assert (take.part, take.source.number, take.source_part) == (3, 24, 3)
+    for number in (24, 25):
+        render_piece(plans[number], tmp_path, (96, 64))
+    a, b = tmp_path / plans[24].folder, tmp_path / plans[25].folder
+    for kind in ("AuSep_3_va_{}_Pirates.wav", "Notes_3_va_{}_Pirates.txt", "F0s_3_va_{}_Pirates.txt"):
+        assert (a / kind.format(24)).read_bytes() == (b / kind.format(25)).read_bytes(), kind
+    assert (a / "AuSep_1_vn_24_Pirates.wav").read_bytes() != (b / "AuSep_1_vn_25_Pirates.wav").read_bytes()
+    mix = sf.read(b / f"AuMix_{plans[25].folder}.wav")[0]
+    seps = sum(sf.read(path)[0] for path in sorted(b.glob("AuSep_*.wav")))
+    assert np.max(np.abs(mix - seps)) < 1e-4 and 0.3 < np.max(np.abs(mix)) < 1.0

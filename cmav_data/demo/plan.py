@@ -16,6 +16,7 @@ recordings' (whole URMP tracks; see ``like_urmp_lengths``).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -105,10 +106,24 @@ class PiecePlan:
     seconds: float  # length of the piece's audio and video
     seed: int  # seed of everything random inside this piece but the excerpt's place
     music_seed: int  # seed of where the excerpt starts: pieces that share their music share it
+    shared_takes: tuple["SharedTake", ...] = ()  # parts played by another piece's take
 
     @property
     def folder(self) -> str:
         return f"{self.number:02d}_{self.name}_" + "_".join(self.instruments)
+
+
+@dataclass(frozen=True)
+class SharedTake:
+    """Part ``part`` of a piece is the very take (audio, notes, look) of ``source``'s ``source_part``."""
+
+    part: int
+    source: PiecePlan  # shares its music (score excerpt and length) with the piece
+    source_part: int
+
+
+# URMP's 24_Pirates and 25_Pirates carry one byte-identical viola take: (piece, part, source piece, part).
+URMP_SHARED_TAKES = ((25, 3, 24, 3),)
 
 
 def parse_seconds(text: str) -> tuple[float, float]:
@@ -197,7 +212,8 @@ def plan_like_urmp(options: DemoOptions) -> list[PiecePlan]:
     """URMP's 44 pieces from the committed index: names, instrumentation and file codes as URMP's.
 
     Pieces that share their music (consecutive pieces with one name and number of players, e.g.
-    21-23 Rejouissance) share one score excerpt and one length, as URMP's arrangements do. Each
+    21-23 Rejouissance) share one score excerpt and one length, as URMP's arrangements do, and
+    25_Pirates' viola is 24_Pirates' take (``URMP_SHARED_TAKES``), byte for byte as on URMP. Each
     group takes the catalogue score of its size used least so far, best register fit first (seeded
     ties); lengths are ``like_urmp_lengths`` in a seeded order, times ``time_scale``.
     """
@@ -240,7 +256,14 @@ def plan_like_urmp(options: DemoOptions) -> list[PiecePlan]:
             if plan.folder != folder:
                 raise DemoError(f"urmp_index.csv: folder {folder} does not match its rows ({plan.folder})")
             plans.append(plan)
-    return plans
+    by_number = {p.number: p for p in plans}
+    for number, part, source_number, source_part in URMP_SHARED_TAKES:
+        plan, source = by_number[number], by_number[source_number]
+        if (plan.source, plan.music_seed, plan.seconds) != (source.source, source.music_seed, source.seconds) or \
+                plan.instruments[part - 1] != source.instruments[source_part - 1]:
+            raise DemoError(f"{plan.folder} part {part}: cannot share the take of {source.folder} part {source_part}")
+        by_number[number] = dataclasses.replace(plan, shared_takes=(SharedTake(part, source, source_part),))
+    return [by_number[p.number] for p in plans]
 
 
 def pieces_per_instrument(plans: list[PiecePlan]) -> dict[str, int]:
