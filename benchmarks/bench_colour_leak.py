@@ -48,7 +48,7 @@ def read_images(root: Path, paths: list[str]) -> np.ndarray:
     return out
 
 
-def cnn_accuracy(train: tuple[np.ndarray, np.ndarray], validation: np.ndarray, epochs: int, work: Path,
+def cnn_predictions(train: tuple[np.ndarray, np.ndarray], validation: np.ndarray, epochs: int, work: Path,
                  seed: int) -> np.ndarray:
     """Predicted validation labels of the benchmark's image classifier trained ``epochs`` on ``train``."""
     import torch
@@ -119,7 +119,8 @@ def main() -> None:
     ]
     if args.epochs > 0:
         t = time.perf_counter()
-        cnn_correct = cnn_accuracy((images[train], labels[train]), images[val], args.epochs, args.work, args.seed) == labels[val]
+        predicted = cnn_predictions((images[train], labels[train]), images[val], args.epochs, args.work, args.seed)
+        cnn_correct = predicted == labels[val]
         cnn = bootstrap_accuracy(cnn_correct, recordings[val], seed=args.seed)
         lines.append(
             f"image classifier (CNN)      {cnn[0]:.3f}   95% CI [{cnn[1]:.3f}, {cnn[2]:.3f}] over {n_val_rec} recordings, "
@@ -128,7 +129,8 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not args.no_record:
-        update_section("bench_colour_leak", ("python benchmarks/bench_colour_leak.py " + " ".join(sys.argv[1:])).strip(), body)
+        command = ("python benchmarks/bench_colour_leak.py " + " ".join(sys.argv[1:])).strip()
+        update_section("bench_colour_leak", command, body)
     if args.data is None:
         shutil.rmtree(args.work, ignore_errors=True)
 
