@@ -278,8 +278,9 @@ def plan_suburmp(urmp_dir: str | os.PathLike, options: SubUrmpOptions, split_fil
                  progress: bool = True, membership: MembershipRequest = MembershipRequest()) -> SubUrmpPlan:
     try:
         corpus = load_urmp(urmp_dir)
+        demo_marker = Path(urmp_dir) / "demo.json"
         mode, statement = choose_mode(membership.mode, [p.folder for p in corpus.pieces], membership.file,
-                                      membership.release_dir)
+                                      membership.release_dir, demo_marker if demo_marker.is_file() else None)
     except (UrmpError, MembershipError) as e:
         raise BuildError(str(e)) from None
     plan = SubUrmpPlan(recordings=[], membership_mode=mode, membership_statement=statement)
