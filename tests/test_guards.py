@@ -349,3 +349,31 @@ def test_unreadable_piece_folder_is_a_named_failure(tree: Path, tmp_path: Path):
             if path.is_dir() and not path.is_symlink():
                 path.chmod(0o755)
         shutil.rmtree(shared)
+
+
+ENOSPC_SCRIPT = """
+set -e
+mount -t tmpfs -o size=400k tmpfs "$1"
+set +e
+"$2" -m cmav_data.cli build-suburmp "$3" "$1/out" --quiet 2> "$4/stderr"
+echo $? > "$4/rc"
+set -e
+mount -o remount,size=64m "$1"
+"$2" -m cmav_data.cli build-suburmp "$3" "$1/out" --quiet --resume
+cp -a "$1/out" "$4/out"
+"""
+
+
+def test_full_disk_in_a_build_is_one_line_and_resumable(tree: Path, built: Path, tmp_path: Path):
+    # A real ENOSPC: a 400 kB tmpfs mounted in a mount namespace of the test's own (needs root).
+    (tmp_path / "disk").mkdir()
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {tmp_path / 'disk'}"],
+                           capture_output=True, text=True) if shutil.which("unshare") else None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs in a private mount namespace (needs root and unshare)")
+    subprocess.run(["unshare", "-m", "sh", "-c", ENOSPC_SCRIPT, "sh", str(tmp_path / "disk"), sys.executable,
+                    str(tree), str(tmp_path)], check=True)
+    stderr = (tmp_path / "stderr").read_text()
+    assert (tmp_path / "rc").read_text().strip() == "1" and len(stderr.strip().splitlines()) == 1, stderr
+    assert f"{tmp_path / 'disk' / 'out'}/" in stderr and "No space left on device" in stderr and "--resume" in stderr
+    assert _digest(tmp_path / "out") == _digest(built)
