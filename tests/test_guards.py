@@ -135,22 +135,22 @@ def _one_line_error(proc: subprocess.CompletedProcess, *expected: str) -> str:
 
 
 def test_overwrite_never_deletes_the_input_it_reads(tree: Path, built: Path, photos: Path, tmp_path: Path):
-    # The four cases of the issue, each of which deleted its input.
+    # The four cases of the issue, each of which deleted its input; the first one through the CLI.
     urmp = _copy(tree, tmp_path / "data" / "URMP")
     sibling = tmp_path / "data" / "notes.txt"
     sibling.write_text("mine\n")
     sub = _copy(built, tmp_path / "sub")
     img = _copy(photos, tmp_path / "img")
     before = {p: _digest(p, exclude=()) for p in (urmp, sub, img)}
-    cases = [
-        (["build-suburmp", str(urmp), str(urmp)], "OUT is the input URMP_DIR"),
-        (["build-suburmp", str(urmp), str(urmp.parent)], "OUT holds the input URMP_DIR"),
-        (["build-inis", str(img), str(sub), "--sounds", str(sub)], "OUT is the input --sounds"),
-        (["build-inis", str(img), str(img), "--sounds", str(sub)], "OUT is the input IMAGENET_DIR"),
-    ]
-    for args, expected in cases:
-        _one_line_error(subprocess.run(CLI + args + ["--overwrite", "--quiet"], capture_output=True, text=True),
-                        expected)
+    cli = subprocess.run(CLI + ["build-suburmp", str(urmp), str(urmp), "--overwrite", "--quiet"],
+                         capture_output=True, text=True)
+    _one_line_error(cli, f"{urmp}: OUT is the input URMP_DIR")
+    with pytest.raises(BuildError, match="OUT holds the input URMP_DIR"):
+        build_suburmp(urmp, urmp.parent, overwrite=True, progress=False)
+    with pytest.raises(BuildError, match="OUT is the input --sounds"):
+        build_inis(img, sub, sub, overwrite=True, progress=False)
+    with pytest.raises(BuildError, match="OUT is the input IMAGENET_DIR"):
+        build_inis(img, img, sub, overwrite=True, progress=False)
     assert {p: _digest(p, exclude=()) for p in (urmp, sub, img)} == before
     assert sibling.read_text() == "mine\n"
 
