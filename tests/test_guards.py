@@ -196,13 +196,23 @@ def test_overwrite_deletes_only_a_cmav_build_and_never_through_a_link(tree: Path
 
 
 def _stopped_when(cmd: list[str], ready) -> subprocess.Popen:
-    """Start ``cmd`` and freeze it (SIGSTOP) as soon as ``ready()`` holds: it then holds its lock,
-    mid-way, with its temporaries in flight, for as long as the test needs."""
+    """Start ``cmd`` and freeze it (SIGSTOP) as soon as ``ready(proc)`` holds: it then holds its
+    lock, mid-way, with its temporaries in flight, for as long as the test needs."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while not ready():
+    while not ready(proc):
         assert proc.poll() is None, proc.stderr.read()
     proc.send_signal(signal.SIGSTOP)
     return proc
+
+
+def _holds_lock(folder: Path):
+    def ready(proc: subprocess.Popen) -> bool:  # the pid is written once the flock is held
+        try:
+            return (folder / LOCK_NAME).read_text().startswith(f"{proc.pid} ")
+        except FileNotFoundError:
+            return False
+
+    return ready
 
 
 def _second_is_refused(first: subprocess.Popen, cmd: list[str], folder: Path) -> None:
@@ -218,7 +228,7 @@ def test_two_builds_into_one_out(tree: Path, built: Path, tmp_path: Path):
     out = tmp_path / "out"
     cmd = CLI + ["build-suburmp", str(tree), str(out), "--quiet"]
     units = out / ".cmav-build" / "units"
-    first = _stopped_when(cmd, lambda: units.is_dir() and any(units.iterdir()))
+    first = _stopped_when(cmd, lambda _: units.is_dir() and any(units.iterdir()))
     _second_is_refused(first, cmd + ["--resume"], out)
     assert _digest(out) == _digest(built)
     assert not (out / LOCK_NAME).exists()
@@ -231,7 +241,7 @@ def test_two_publishes_into_one_folder(built: Path, tmp_path: Path):
     publish(built, reference, shard_size=20_000, progress=False)
     out = tmp_path / "hub"
     cmd = CLI + ["publish", str(built), str(out), "--shard-size", "20KB", "--quiet"]
-    first = _stopped_when(cmd, lambda: (out / LOCK_NAME).exists())
+    first = _stopped_when(cmd, _holds_lock(out))
     _second_is_refused(first, cmd, out)
     assert _digest(out, exclude=(".cmav-state.json",)) == _digest(reference, exclude=(".cmav-state.json",))  # mtimes
 
@@ -240,12 +250,15 @@ def test_two_feature_extractions_into_one_folder(built: Path, tmp_path: Path):
     from cmav_data.features.specs import make_spec
     from cmav_data.features.store import extract_features
 
+    # The reference backend: the second process is refused before it imports librosa (the fast one's
+    # cache key needs torch), which keeps the test short.
     reference = _copy(built, tmp_path / "reference")
-    result = extract_features(reference, make_spec("lms", ()), "fast", shard_size=8, progress=False)
+    result = extract_features(reference, make_spec("lms", ()), "reference", shard_size=8, progress=False)
     dataset = _copy(built, tmp_path / "dataset")
     folder = dataset / result.out_dir.relative_to(reference)
-    cmd = CLI + ["extract-features", str(dataset), "--kind", "lms", "--shard-size", "8", "--quiet"]
-    first = _stopped_when(cmd, lambda: (folder / LOCK_NAME).exists())
+    cmd = CLI + ["extract-features", str(dataset), "--kind", "lms", "--backend", "reference", "--shard-size", "8",
+                 "--quiet"]
+    first = _stopped_when(cmd, _holds_lock(folder))
     _second_is_refused(first, cmd, folder)
     assert _digest(folder, exclude=()) == _digest(result.out_dir, exclude=())
 
