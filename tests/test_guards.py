@@ -263,6 +263,17 @@ def test_two_feature_extractions_into_one_folder(built: Path, tmp_path: Path):
     assert _digest(folder, exclude=()) == _digest(result.out_dir, exclude=())
 
 
+def test_build_inis_holds_its_out_lock(built: Path, photos: Path, tmp_path: Path):
+    holder = _hold_lock(tmp_path / "inis")
+    try:
+        with pytest.raises(OutputLocked, match=f"pid {holder.pid}"):
+            build_inis(photos, tmp_path / "inis", built, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert os.listdir(tmp_path / "inis") == [LOCK_NAME]  # the stale lock of the killed holder, nothing else
+
+
 # ---------------------------------------------------------------- files respect the umask
 
 
@@ -390,3 +401,4 @@ def test_full_disk_in_a_build_is_one_line_and_resumable(tree: Path, built: Path,
     assert (tmp_path / "rc").read_text().strip() == "1" and len(stderr.strip().splitlines()) == 1, stderr
     assert f"{tmp_path / 'disk' / 'out'}/" in stderr and "No space left on device" in stderr and "--resume" in stderr
     assert _digest(tmp_path / "out") == _digest(built)
+
