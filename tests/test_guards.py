@@ -402,3 +402,16 @@ def test_full_disk_in_a_build_is_one_line_and_resumable(tree: Path, built: Path,
     assert f"{tmp_path / 'disk' / 'out'}/" in stderr and "No space left on device" in stderr and "--resume" in stderr
     assert _digest(tmp_path / "out") == _digest(built)
 
+
+
+def test_make_demo_force_never_touches_a_folder_that_is_not_a_demo_corpus(tmp_path: Path):
+    from cmav_data.demo.corpus import make_demo_urmp
+    from cmav_data.demo.errors import DemoError
+    from cmav_data.demo.plan import DemoOptions
+
+    urmp = tmp_path / "URMP"  # a real URMP copy's piece folder, which a demo plan never holds
+    make_piece(urmp, "44_Quintet_vn_vn_va_vc_db", 1.0)
+    before = {p: p.read_bytes() for p in urmp.rglob("*") if p.is_file()}
+    with pytest.raises(DemoError, match="not a demo corpus made by make-demo-urmp"):
+        make_demo_urmp(urmp, DemoOptions(pieces=1, seconds=(2.0, 2.0), size=(64, 64)), progress=False, force=True)
+    assert {p: p.read_bytes() for p in urmp.rglob("*") if p.is_file()} == before
