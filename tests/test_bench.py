@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import torch
@@ -226,3 +227,19 @@ def test_classifier_conditions_are_class_posteriors_and_the_autoencoder_gives_it
             inputs = seed_run.to_lms_unit(pairs.lms) if variant.direction == "s2i" else pairs.images.float() / 127.5 - 1
             with torch.no_grad():
                 assert torch.equal(cond.argmax(1), encoder(inputs).argmax(1))
+
+
+def test_recording_interval_resamples_recordings_jointly_for_all_seeds():
+    from cmav_models.bench import recording_interval
+
+    recordings = np.array(["a"] * 4 + ["b"] * 4)
+    rows = list(range(8))
+    # Recording a always right, b always wrong, in both seeds: resamples give 0, 0.5 or 1.
+    both = [{"items": [1.0] * 4 + [0.0] * 4, "rows": rows}] * 2
+    assert recording_interval(both, np.mean, recordings) == [0.0, 1.0]
+    # Seed 0 right everywhere, seed 1 wrong everywhere: every draw's mean over seeds is 0.5 (the
+    # spread between seeds is the other interval's business).
+    split = [{"items": [1.0] * 8, "rows": rows}, {"items": [0.0] * 8, "rows": rows}]
+    assert recording_interval(split, np.mean, recordings) == [0.5, 0.5]
+    assert recording_interval([{"items": [1.0] * 4, "rows": [0, 1, 2, 3]}], np.mean, recordings) is None  # 1 recording
+    assert recording_interval([{"value": 3.0}], np.mean, recordings) is None  # no per-sample values
