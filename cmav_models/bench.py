@@ -84,20 +84,21 @@ class Variant:
     direction: str  # "s2i" (sound in, image out) | "i2s"
     family: str  # the key of FAMILIES that trains it
     encoder: str  # the condition encoder (ENCODERS), trained per seed; never a judge
+    condition: str  # "posterior" (a classifier's softmax) | "embedding" (the encoder's .embed)
     mismatch: bool  # train D on (real, mismatched condition) pairs
     description: str  # one sentence for the report
 
 
 VARIANTS: dict[str, Variant] = {
-    "S2I-C": Variant("s2i", "projection", "sound_classifier", True,
+    "S2I-C": Variant("s2i", "projection", "sound_classifier", "posterior", True,
                      "conditional GAN (projection discriminator, hinge loss), condition = a sound "
                      "classifier's class posterior (softmax), standardised"),
-    "S2I-A": Variant("s2i", "projection", "sound_autoencoder", True,
+    "S2I-A": Variant("s2i", "projection", "sound_autoencoder", "embedding", True,
                      "the same GAN, condition = the code of a sound autoencoder (trained to reconstruct the LMS)"),
-    "S2I-N": Variant("s2i", "projection", "sound_classifier", False,
+    "S2I-N": Variant("s2i", "projection", "sound_classifier", "posterior", False,
                      "S2I-C without the (real image, mismatched sound) term in the discriminator's loss "
                      "(our reading of the paper's ablation)"),
-    "I2S": Variant("i2s", "projection", "image_classifier", True,
+    "I2S": Variant("i2s", "projection", "image_classifier", "posterior", True,
                    "the same GAN in the other direction: an image classifier's posterior in, LMS out"),
 }
 
@@ -363,10 +364,11 @@ class SeedRun:
             encoders[name] = model
         return encoders
 
-    def conditions(self, encoder: nn.Module, name: str, pairs: Pairs) -> torch.Tensor:
-        """The autoencoder's code, or a classifier's class posterior (see the module docstring)."""
-        inputs = image_to_unit(pairs.images) if name == "image_classifier" else self.to_lms_unit(pairs.lms)
-        condition = encoder.embed if name == "sound_autoencoder" else lambda x: F.softmax(encoder(x), dim=1)
+    def conditions(self, encoder: nn.Module, variant: Variant, pairs: Pairs) -> torch.Tensor:
+        """A classifier's class posterior (see the module docstring) or the encoder's embedding
+        (the autoencoder's code), one row per pair."""
+        inputs = image_to_unit(pairs.images) if variant.encoder == "image_classifier" else self.to_lms_unit(pairs.lms)
+        condition = encoder.embed if variant.condition == "embedding" else lambda x: F.softmax(encoder(x), dim=1)
         return apply_batched(condition, inputs, self.device)
 
     def train_generators(self, train: Pairs, validation: Pairs) -> dict[str, torch.Tensor]:
@@ -375,7 +377,7 @@ class SeedRun:
         generated = {}
         for name, variant in VARIANTS.items():
             encoder = encoders[variant.encoder]
-            train_cond, val_cond = (self.conditions(encoder, variant.encoder, p) for p in (train, validation))
+            train_cond, val_cond = (self.conditions(encoder, variant, p) for p in (train, validation))
             mean, std = standardize(train_cond)
             s2i = variant.direction == "s2i"
             lms = self.config.load.lms
@@ -412,9 +414,11 @@ def score_rows(rows: dict[str, tuple[str, torch.Tensor, torch.Tensor]], validati
             out[row][name] = {"value": None} if items is None else {
                 "value": _finite(metric.statistic(items.values)), "items": items.values.tolist(),
                 "rows": items.rows.tolist()}
-        correct = get_metric("accuracy").items(scored)
+        scored_accuracy = out[row].get("accuracy", {}).get("items")
+        correct = (np.asarray(scored_accuracy) if scored_accuracy is not None
+                   else get_metric("accuracy").items(scored).values)
         out[row]["per_class_accuracy"] = {
-            CLASS_NAMES[k]: float(correct.values[validation.labels.numpy() == k].mean())
+            CLASS_NAMES[k]: float(correct[validation.labels.numpy() == k].mean())
             for k in sorted(set(validation.labels.tolist()))}
     return out
 

@@ -150,7 +150,8 @@ def test_smoke_run_end_to_end(tiny_dataset, tmp_path):  # noqa: F811
     result = CliRunner().invoke(main, ["run", "--suite", "smoke", "--data", str(data), "--out", str(out),
                                        "--quiet", "--device", "cpu", "--seed", "0", "--metric", "accuracy"])
     assert result.exit_code == 0 and sorted(p.name for p in out.iterdir()) == sorted([run_dir.name, judges_dir.name])
-    assert all(set(r["metrics"]) == {"accuracy"} for r in json.loads((run_dir / "metrics.json").read_text())["rows"].values())
+    rows = json.loads((run_dir / "metrics.json").read_text())["rows"]
+    assert all(set(r["metrics"]) == {"accuracy"} for r in rows.values())
     checkpoint = run_dir / "seeds" / "seed-0" / "checkpoints" / "S2I-C.pt"
     assert checkpoint.stat().st_mtime_ns == before[checkpoint][0]
 
@@ -219,8 +220,8 @@ def test_classifier_conditions_are_class_posteriors_and_the_autoencoder_gives_it
     pairs = load_pairs(tiny_dataset, config.load)
     for variant in VARIANTS.values():
         encoder = seed_run.new_encoder(variant.encoder).eval()
-        cond = seed_run.conditions(encoder, variant.encoder, pairs)
-        if variant.encoder == "sound_autoencoder":
+        cond = seed_run.conditions(encoder, variant, pairs)
+        if variant.condition == "embedding":
             assert cond.shape == (len(pairs), config.sound_autoencoder.embed_dim)
         else:  # a posterior over the 13 instruments, peaked where the classifier's vote is
             assert cond.shape == (len(pairs), 13) and torch.allclose(cond.sum(1), torch.ones(len(pairs)))
