@@ -445,7 +445,7 @@ def run_seed(config: BenchConfig, run: str, seed: int, run_dir: Path, data: Data
             record = json.loads(result_path.read_text())
         except ValueError:
             record = {}
-        if record.get("key") == key:
+        if record.get("key") == key and (seed_dir / "examples.pt").is_file():
             return record
     seed_run = SeedRun(config, seed, seed_dir, device, progress)
     seed_run.check_checkpoints()
@@ -492,16 +492,20 @@ def recording_interval(per_seed: list[dict], statistic: Callable[[np.ndarray], f
     return [low, high] if math.isfinite(low) and math.isfinite(high) else None
 
 
+def _seed_summary(values: list[float]) -> dict:
+    """summarize() as plain JSON, the values under "per_seed"."""
+    out = summarize(values).to_dict()
+    out["per_seed"] = out.pop("values")
+    return out
+
+
 def summarize_metric(per_seed: list[dict], statistic, recordings: np.ndarray) -> dict | None:
     values = [s["value"] for s in per_seed]
     if any(v is None for v in values):
         return None
-    summary = summarize(values)
-    out = {"per_seed": values, **summary.to_dict(),
-           "recordings_interval": None if statistic is None else recording_interval(per_seed, statistic, recordings),
-           "n_samples": len(per_seed[0]["rows"]) if per_seed[0].get("rows") is not None else None}
-    out.pop("values")
-    return out
+    return {**_seed_summary(values),
+            "recordings_interval": None if statistic is None else recording_interval(per_seed, statistic, recordings),
+            "n_samples": len(per_seed[0]["rows"]) if per_seed[0].get("rows") is not None else None}
 
 
 def summarize_run(config: BenchConfig, run: str, seeds: tuple[int, ...], data: Dataset, judges: Judges,
@@ -516,8 +520,10 @@ def summarize_run(config: BenchConfig, run: str, seeds: tuple[int, ...], data: D
     for row, kind, records in sources:
         metrics = {m: summarize_metric([r[m] for r in records], get_metric(m).statistic, recordings)
                    for m in config.metrics}
-        per_class = {c: summarize([r["per_class_accuracy"][c] for r in records]).to_dict()
+        per_class = {c: _seed_summary([r["per_class_accuracy"][c] for r in records])
                      for c in records[0]["per_class_accuracy"]}
+        for c, summary in per_class.items():
+            summary["n_samples"] = int((data.validation.labels == CLASS_NAMES.index(c)).sum())
         rows[row] = {"kind": kind, "metrics": metrics, "per_class_accuracy": per_class}
     paired = []
     for a, b in COMPARISONS:

@@ -95,7 +95,14 @@ def test_smoke_run_end_to_end(tiny_dataset, tmp_path):  # noqa: F811
         assert record["metrics"]["test_n_samples"]["per_seed"] == [n_validation] * accuracy["n"]
         assert record["metrics"]["test_n_samples"]["recordings_interval"] is None  # no per-sample values
         assert (record["metrics"]["pose_r"] is None) == (row in ("sound classifier (real)", "I2S"))
-        assert set(record["per_class_accuracy"]) == set(TINY_CLASSES)
+        per_class = record["per_class_accuracy"]
+        assert set(per_class) == set(TINY_CLASSES)
+        assert sum(c["n_samples"] for c in per_class.values()) == n_validation
+        assert all(len(c["per_seed"]) == accuracy["n"] and 0 <= c["mean"] <= 1 for c in per_class.values())
+        # Per-class accuracies weighted by class size give back the accuracy (seed by seed).
+        for k, overall in enumerate(accuracy["per_seed"]):
+            weighted = sum(c["n_samples"] * c["per_seed"][k] for c in per_class.values()) / n_validation
+            assert weighted == pytest.approx(overall)
     paired = {(p["a"], p["b"], p["metric"]): p for p in payload["paired"]}
     for a, b in COMPARISONS:
         p = paired[(a, b, "accuracy")]
