@@ -251,3 +251,23 @@ def test_recording_interval_resamples_recordings_jointly_for_all_seeds():
     assert recording_interval(split, np.mean, recordings) == [0.5, 0.5]
     assert recording_interval([{"items": [1.0] * 4, "rows": [0, 1, 2, 3]}], np.mean, recordings) is None  # 1 recording
     assert recording_interval([{"value": 3.0}], np.mean, recordings) is None  # no per-sample values
+
+
+def test_silent_pairs_are_left_out_unless_included(tiny_dataset, tmp_path):  # noqa: F811
+    from cmav_data.checksum import sha256_file
+    from cmav_models.bench import SUITES, prepare_dataset, run_id
+
+    rows = read_manifest(tiny_dataset / "manifest.parquet", columns=["id", "split"]).to_pylist()
+    silent = {next(r["id"] for r in rows if r["split"] == split) for split in ("train", "validation")}
+    data = with_silent(tiny_dataset, tmp_path / "data", silent)
+    manifest = data / "manifest.parquet"
+    sha = sha256_file(manifest)
+    config = SUITES["smoke"]
+    left = prepare_dataset(data, manifest, sha, config.load, False, None, None, False)
+    kept = prepare_dataset(data, manifest, sha, config.load, True, None, None, False)
+    assert left.left_out == {"train": 1, "validation": 1} and kept.left_out is None
+    assert len(kept.train) == len(left.train) + 1 and len(kept.validation) == len(left.validation) + 1
+    assert not silent & set(left.train.ids + left.validation.ids)
+    assert silent <= set(kept.train.ids + kept.validation.ids)
+    assert len(left.validation_recordings) == len(left.validation)
+    assert run_id(config, sha, True) != run_id(config, sha, False)  # separate run folders
