@@ -26,7 +26,8 @@ from results import update_section  # noqa: E402
 
 from cmav_data.parallel import executor_for  # noqa: E402
 from cmav_models.bench import SUITES, make_judges, parse_seeds, run_bench  # noqa: E402
-from cmav_models.stats import Summary, format_interval, format_summary  # noqa: E402
+from cmav_models.report import summary_text  # noqa: E402
+from cmav_models.stats import format_interval  # noqa: E402
 
 ONE_SEED_BUDGET = 600.0
 THREE_SEED_BUDGET = 1800.0
@@ -34,12 +35,8 @@ SHOWN_METRICS = ("accuracy", "pose_r", "frechet")
 
 
 def _cell(m: dict | None, unit: str) -> str:
-    if m is None:
-        return "-"
-    digits = 1 if abs(m["mean"]) >= 10 else 3
-    text = format_summary(Summary(m["n"], m["mean"], m["std"], m["low"], m["high"], tuple(m["per_seed"]),
-                                  m["confidence"]), digits, unit=unit)
-    if m["recordings_interval"] is not None:
+    text = summary_text(m, unit)
+    if m is not None and m["recordings_interval"] is not None:
         text += f"; recordings CI {format_interval(*m['recordings_interval'])}"
     return text
 
@@ -67,10 +64,8 @@ def table(payload: dict) -> list[str]:
     lines.append("paired differences (a - b, same seeds)")
     for p in payload["paired"]:
         if p["metric"] in SHOWN_METRICS:
-            s = p["summary"]
-            summary = Summary(s["n"], s["mean"], s["std"], s["low"], s["high"], tuple(s["values"]), s["confidence"])
             better = f" ({p['better']} better)" if p["better"] else ""
-            lines.append(f"  {p['a']} - {p['b']:<6} {p['metric']:<9} {format_summary(summary)}: "
+            lines.append(f"  {p['a']} - {p['b']:<6} {p['metric']:<9} {summary_text(p['summary'])}: "
                          f"{p['sentence']}{better}")
     return lines
 

@@ -64,8 +64,8 @@ from cmav_models.report import FigureInputs, example_rows, write_report
 from cmav_models.sound_autoencoder import SoundAutoencoder, SoundAutoencoderConfig
 from cmav_models.sound_classifier import SoundCNN, SoundCNNConfig
 from cmav_models.stats import cluster_bootstrap, paired_difference, summarize
-from cmav_models.train import (GANTrainConfig, Stage, TrainConfig, apply_batched, classification_loss,
-                               derive_seed, reconstruction_loss, standardize, train_cgan, train_supervised)
+from cmav_models.train import (GANTrainConfig, Stage, TrainConfig, apply_batched, derive_seed, standardize,
+                               supervised_task, train_cgan, train_supervised)
 
 DEFAULT_METRICS = ("accuracy", "frechet", "pose_r", "pose_mae")
 BOOTSTRAP_RESAMPLES = 1000
@@ -154,12 +154,13 @@ def _suite(name: str, image_size: int, max_train: int | None, max_validation: in
 # The fast suite works at 32 px: the demo's instruments are told apart there (real-image accuracy
 # ~0.95), and a 32 px GAN step costs a quarter of a 64 px one, so the GANs get the steps they need.
 SUITES: dict[str, BenchConfig] = {
-    "smoke": _suite("smoke", 32, None, None, 1, 1, 1, width=8, sound_width=8, gan_width=8, i2s_gan_width=4,
-                    gan_n_up=3, batch_size=16),
-    "fast": _suite("fast", 32, 2400, 800, 4, 5, 6, width=8, sound_width=8, gan_width=16, i2s_gan_width=8,
-                   gan_n_up=3, batch_size=32),
-    "full": _suite("full", 128, None, None, 30, 30, 100, width=64, sound_width=32, gan_width=64, i2s_gan_width=64,
-                   gan_n_up=4, batch_size=64),
+    "smoke": _suite("smoke", image_size=32, max_train=None, max_validation=None, judge_epochs=1, sound_epochs=1,
+                    gan_epochs=1, width=8, sound_width=8, gan_width=8, i2s_gan_width=4, gan_n_up=3, batch_size=16),
+    "fast": _suite("fast", image_size=32, max_train=2400, max_validation=800, judge_epochs=4, sound_epochs=5,
+                   gan_epochs=6, width=8, sound_width=8, gan_width=16, i2s_gan_width=8, gan_n_up=3, batch_size=32),
+    "full": _suite("full", image_size=128, max_train=None, max_validation=None, judge_epochs=30, sound_epochs=30,
+                   gan_epochs=100, width=64, sound_width=32, gan_width=64, i2s_gan_width=64, gan_n_up=4,
+                   batch_size=64),
 }
 
 
@@ -348,16 +349,10 @@ class SeedRun:
 
     def train_encoders(self, train: Pairs, names: set[str]) -> dict[str, nn.Module]:
         c = self.config
-        jobs = {
-            "image_classifier": (train.images, train.labels, classification_loss, image_to_unit, c.judge_training),
-            "sound_classifier": (train.lms, train.labels, classification_loss, self.to_lms_unit,
-                                 c.sound_classifier_training),
-            "sound_autoencoder": (train.lms, self.to_lms_unit(train.lms), reconstruction_loss, self.to_lms_unit,
-                                  c.judge_training),
-        }
         encoders = {}
         for name in sorted(names):
-            inputs, targets, loss_fn, to_input, training = jobs[name]
+            inputs, targets, loss_fn, to_input = supervised_task(name, train, c.load.lms.top_db)
+            training = c.sound_classifier_training if name == "sound_classifier" else c.judge_training
             model = self.new_encoder(name)
             self.history[name] = train_supervised(self.stage(name, model.config), model, inputs, targets, loss_fn,
                                                   to_input, training)

@@ -36,10 +36,10 @@ from cmav_data.atomic import write_bytes
 from cmav_data.checksum import sha256_bytes, sha256_file
 from cmav_data.shards.index import INDEX_NAME, IndexedFile, ShardIndex
 from cmav_models.checkpoints import load_checkpoint, save_checkpoint
-from cmav_models.data import Pairs, image_to_unit, lms_to_unit
+from cmav_models.data import Pairs
 from cmav_models.image_classifier import ImageCNN, ImageCNNConfig
 from cmav_models.sound_classifier import SoundCNN, SoundCNNConfig
-from cmav_models.train import Stage, TrainConfig, classification_loss, derive_seed, regression_loss, train_supervised
+from cmav_models.train import Stage, TrainConfig, derive_seed, supervised_task, train_supervised
 
 JUDGES_FILE = "judges.json"
 JUDGES_FORMAT = "cmav-judges"
@@ -103,24 +103,17 @@ def train_judges(spec: JudgeSpec, train: Pairs, out_dir: str | os.PathLike, mani
             raise JudgesError(f"{out_dir}: holds judges trained with another config; choose another --out")
         return judges
     work = out_dir / TRAINING_DIR
-    top_db = spec.lms["top_db"]
-    voiced = ~torch.isnan(train.pitch_position)
-    jobs = {
-        "image_classifier": (train.images, train.labels, classification_loss, image_to_unit, spec.image_training),
-        "sound_classifier": (train.lms, train.labels, classification_loss, lambda x: lms_to_unit(x, top_db),
-                             spec.sound_training),
-        "pose_regressor": (train.images[voiced], train.pitch_position[voiced], regression_loss, image_to_unit,
-                           spec.image_training),
-    }
+    training = {"image_classifier": spec.image_training, "sound_classifier": spec.sound_training,
+                "pose_regressor": spec.image_training}
     files, history = {}, {}
     for name, network_config in spec.network_configs().items():
-        inputs, targets, loss_fn, to_input, training = jobs[name]
+        inputs, targets, loss_fn, to_input = supervised_task(name, train, spec.lms["top_db"])
         meta = {"stage": f"judge-{name}", "network_config": asdict(network_config), "feature_config": spec.lms}
         # A seed stream of its own ("judge-..."): a judge is never the same training as an encoder.
         stage = Stage(f"judge-{name}", work / f"{name}.pt", meta, spec.seed, device, progress)
         torch.manual_seed(derive_seed(spec.seed, stage.name, "init"))
         model = _build(name, asdict(network_config))
-        history[name] = train_supervised(stage, model, inputs, targets, loss_fn, to_input, training)
+        history[name] = train_supervised(stage, model, inputs, targets, loss_fn, to_input, training[name])
         weights = out_dir / f"{name}.pt"
         save_checkpoint(weights, {"meta": {"judge": name, "network_config": asdict(network_config),
                                            "feature_config": spec.lms},

@@ -124,19 +124,15 @@ class FigureInputs:
     history: dict[str, list[dict[str, float]]]  # stage -> per-epoch losses
 
 
-def _summary(record: dict) -> Summary:
-    return Summary(record["n"], record["mean"], record["std"], record["low"], record["high"],
-                   tuple(record.get("per_seed", ())), record["confidence"])
-
-
 def _digits(value: float) -> int:
     return 1 if abs(value) >= 10 else 3
 
 
-def _cell(record: dict | None, unit: str) -> str:
+def summary_text(record: dict | None, unit: str = "seed") -> str:
+    """``format_summary`` of a summary in metrics.json (1 decimal from 10 up, else 3); "–" for None."""
     if record is None:
         return "–"
-    return format_summary(_summary(record), _digits(record["mean"]), unit=unit)
+    return format_summary(Summary.from_dict(record), _digits(record["mean"]), unit=unit)
 
 
 def _per_seed(values: list[float]) -> str:
@@ -165,7 +161,7 @@ def metric_tables(payload: dict) -> list[str]:
                 *m["recordings_interval"], digits=_digits(m["mean"]) - 1 if _digits(m["mean"]) > 1 else 1)
             per_seed = "fixed judges" if real else _per_seed(m["per_seed"])
             samples = m["n_samples"] if m["n_samples"] is not None else payload["data"]["validation_pairs"]
-            lines.append(f"| {row} | {_cell(m, unit)} | {recordings} | {per_seed} | {samples} |")
+            lines.append(f"| {row} | {summary_text(m, unit)} | {recordings} | {per_seed} | {samples} |")
         lines.append("")
     if len(seeds) == 1:
         lines += ["One seed: the rows have no interval over seeds; the interval over validation recordings "
@@ -179,9 +175,7 @@ def paired_table(payload: dict) -> list[str]:
     lines = ["## Paired comparisons (same seeds, a − b per seed)", "",
              "| comparison | metric | per-seed difference | mean ± s.d. (95% CI) | verdict |", "|---|---|---|---|---|"]
     for p in payload["paired"]:
-        s = p["summary"]
-        cell = format_summary(Summary(s["n"], s["mean"], s["std"], s["low"], s["high"], tuple(s["values"]),
-                                      s["confidence"]), _digits(s["mean"]))
+        cell = summary_text(p["summary"])
         verdict = p["sentence"] + (f" ({p['better']} better)" if p["better"] else "")
         lines.append(f"| {p['a']} − {p['b']} | {p['metric']} | {_signed(p['differences'])} | {cell} | {verdict} |")
     return lines + [""]

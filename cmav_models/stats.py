@@ -48,6 +48,13 @@ class Summary:
         return {"n": self.n, "mean": self.mean, "std": self.std, "low": self.low, "high": self.high,
                 "confidence": self.confidence, "values": list(self.values)}
 
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Summary":
+        """The inverse of :meth:`to_dict`; the values may also be under ``per_seed``."""
+        values = data["values"] if "values" in data else data.get("per_seed", ())
+        return cls(data["n"], data["mean"], data["std"], data["low"], data["high"], tuple(values),
+                   data.get("confidence", 0.95))
+
 
 def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
     """Mean, std (ddof 1) and the two-sided Student-t interval ``mean ± t * std / sqrt(n)``."""

@@ -210,6 +210,14 @@ def test_seeds_option():
     assert result.exit_code == 2 and "not both" in result.output
 
 
+def test_cli_suite_choices_are_the_suites():
+    from cmav_models.bench import SUITES
+
+    for command in ("run", "judges"):
+        option = next(p for p in main.commands[command].params if p.name == "suite")
+        assert sorted(option.type.choices) == sorted(SUITES)
+
+
 def test_help_shows_defaults_and_an_example():
     result = CliRunner().invoke(main, ["run", "--help"])
     assert result.exit_code == 0

@@ -133,3 +133,11 @@ def test_cluster_bootstrap_of_rows_keeps_pairs_together():
 def test_format_summary_has_no_negative_zero():
     text = format_summary(summarize([-0.0004, 0.0001, -0.0002]))
     assert text.startswith("0.000 ± ") and "-0.00–" not in text and "–0.00," in text
+
+
+def test_summary_round_trips_through_a_dict():
+    s = summarize([0.2, 0.4, 0.9])
+    assert Summary.from_dict(s.to_dict()) == s
+    record = {**s.to_dict(), "per_seed": s.to_dict()["values"]}
+    del record["values"]
+    assert Summary.from_dict(record) == s
