@@ -446,9 +446,10 @@ def run_seed(config: BenchConfig, run: str, seed: int, run_dir: Path, data: Data
     seed_run.check_checkpoints()
     generated = seed_run.train_generators(data.train, data.validation)
     real = {"image": image_to_unit(data.validation.images), "sound": seed_run.to_lms_unit(data.validation.lms)}
-    rows = {name: ("image" if VARIANTS[name].direction == "s2i" else "sound", samples,
-                   real["image" if VARIANTS[name].direction == "s2i" else "sound"])
-            for name, samples in generated.items()}
+    rows = {}
+    for name, samples in generated.items():
+        modality = "image" if VARIANTS[name].direction == "s2i" else "sound"
+        rows[name] = (modality, samples, real[modality])
     examples = example_rows(data.validation)
     save_checkpoint(seed_dir / "examples.pt", {"meta": {"feature_config": seed_run.feature_config, "rows": examples},
                                                 "generated": {n: g[examples] for n, g in generated.items()}})
