@@ -31,10 +31,14 @@ import pyarrow.parquet as pq
 
 from cmav_data.atomic import sweep_temporaries, write_text
 from cmav_data.locking import LOCK_NAME, output_lock
-from cmav_data.manifest import write_table
+from cmav_data.manifest import SPLITS, write_table
+from cmav_data.versions import package_versions, pyav_ffmpeg_version
 
 STATE_DIR = ".cmav-build"
 BUILD_RECORD = "build.json"
+# What build.json records under "versions", in this order; "ffmpeg" is PyAV's, which decodes the videos.
+BUILD_PACKAGES = ("cmav", "python", "numpy", "pyarrow", "av", "ffmpeg", "pillow", "soundfile", "libsndfile", "soxr",
+                  "simplejpeg")
 
 
 class BuildError(Exception):
@@ -177,10 +181,15 @@ def _remove_entries(entries: list[Path]) -> None:
             entry.unlink()
 
 
-def split_counts(table: pa.Table, splits: tuple[str, ...] = ("train", "validation")) -> dict[str, dict[str, int]]:
+def build_versions() -> dict[str, str | None]:
+    """The versions a build records in build.json (``BUILD_PACKAGES``)."""
+    return package_versions(BUILD_PACKAGES, ffmpeg=pyav_ffmpeg_version)
+
+
+def split_counts(table: pa.Table) -> dict[str, dict[str, int]]:
     """class_name -> split -> rows of a manifest (for build.json)."""
     classes = table.column("class_name").to_pylist()
-    counts: dict[str, dict[str, int]] = {c: {s: 0 for s in splits} for c in sorted(set(classes))}
+    counts: dict[str, dict[str, int]] = {c: {s: 0 for s in SPLITS} for c in sorted(set(classes))}
     for c, s in zip(classes, table.column("split").to_pylist()):
         counts[c][s] += 1
     return counts

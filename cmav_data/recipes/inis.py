@@ -59,8 +59,7 @@ from cmav_data.images import crop_square, encode_jpeg, pad_square
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.manifest import INIS_SCHEMA, REJECTED_SCHEMA, read_metadata, table_metadata, write_table
 from cmav_data.progress import progress_map
-from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, guarded_build, split_counts
-from cmav_data.recipes.suburmp import SPLITS, versions
+from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, build_versions, guarded_build, split_counts
 
 DEFAULT_SYNSETS = ("n02804610", "n02992211", "n03372029", "n04141076", "n04487394")  # bassoon cello flute sax trombone
 GRAY_TOLERANCE = 3  # max channel difference (0-255) on a 32x32 thumbnail for an RGB file to count as gray
@@ -463,7 +462,7 @@ def build_inis(imagenet_dir: str | os.PathLike, out_dir: str | os.PathLike, subu
     rejected = pa.Table.from_pylist([asdict(r) for r in plan.rejected], schema=REJECTED_SCHEMA)
     write_table(rejected, build.root / "rejected.parquet", table_metadata("inis-rejected", asdict(options)))
     build.write_failures(failures)
-    counts = split_counts(table, SPLITS)
+    counts = split_counts(table)
     by_reason: dict[str, int] = {}
     for r in plan.rejected:
         by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
@@ -484,7 +483,7 @@ def build_inis(imagenet_dir: str | os.PathLike, out_dir: str | os.PathLike, subu
         "counts": counts,
         "failures": len(failures),
         "warnings": plan.warnings,
-        "versions": versions(),
+        "versions": build_versions(),
         "seconds": round(seconds, 3),
     }, indent=2) + "\n")
     return InisResult(build.root, n_images, table.num_rows, len(plan.rejected), counts, failures, plan.warnings, seconds)

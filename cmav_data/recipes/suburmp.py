@@ -47,7 +47,6 @@ import csv
 import io
 import json
 import os
-import platform
 import shutil
 import time
 from collections import defaultdict, deque
@@ -64,7 +63,6 @@ from av.video.reformatter import Colorspace
 from PIL import Image
 from tqdm import tqdm
 
-import cmav_data
 from cmav_data.atomic import write_bytes, write_text
 from cmav_data.checksum import sha256_bytes, sha256_file
 from cmav_data.corpora.urmp import (MISSING_FILE, Part, Piece, UrmpError, annotation_problem, channels_problem,
@@ -72,16 +70,15 @@ from cmav_data.corpora.urmp import (MISSING_FILE, Part, Piece, UrmpError, annota
 from cmav_data.images import crop_planes, encode_jpeg, encode_jpeg_planes, encode_jpeg_rgb, pad_square
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.layout import player_box
-from cmav_data.manifest import PAIR_SCHEMA, table_metadata, write_table
+from cmav_data.manifest import PAIR_SCHEMA, SPLITS, table_metadata, write_table
 from cmav_data.manifests import reference_path
 from cmav_data.media import MediaError, probe_audio, probe_video, read_audio_mono, resample, wav_bytes
 from cmav_data.progress import progress_map
-from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, guarded_build, split_counts
+from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, build_versions, guarded_build, split_counts
 from cmav_data.recipes.membership import (Candidate, Membership, MembershipError, MembershipRequest, choose_mode,
                                           match_by_duration, membership_csv, published_table, read_table_file,
                                           settle_by_audio, summary)
 
-SPLITS = ("train", "validation")
 FRAME_RULES = ("start", "end")
 FRAME_RULE_TEXT = {
     "start": "the first frame shown at or after the window's start: frame ceil((t - window) * fps) from 0 "
@@ -739,25 +736,12 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
                         "also_in": list(r.also_in)} for r in plan.recordings],
         "failures": len(failures),
         "warnings": plan.warnings,
-        "versions": versions(),
+        "versions": build_versions(),
         "seconds": round(seconds, 3),
     }, indent=2) + "\n")
     if embed:
         _embed_media(build.root, shard_size, executor, progress)
     return BuildResult(build.root, table.num_rows, counts, failures, plan.warnings, seconds, membership_entry)
-
-
-def versions() -> dict[str, str]:
-    import PIL
-    import simplejpeg
-    import soundfile
-    import soxr
-
-    return {"cmav": cmav_data.__version__, "python": platform.python_version(), "numpy": np.__version__,
-            "pyarrow": pa.__version__, "av": av.__version__, "ffmpeg": av.library_versions.get("libavcodec") and
-            ".".join(map(str, av.library_versions["libavcodec"])), "pillow": PIL.__version__,
-            "soundfile": soundfile.__version__, "libsndfile": soundfile.__libsndfile_version__, "soxr": soxr.__version__,
-            "simplejpeg": simplejpeg.__version__}
 
 
 def _embed_media(root: Path, shard_size: int, executor: Executor | None, progress: bool) -> None:
