@@ -46,6 +46,17 @@ class BuildError(Exception):
 
 
 @dataclass(frozen=True)
+class RunFlags:
+    """How a build runs, apart from what it builds: none of these is part of the plan or the output's bytes."""
+
+    resume: bool = False  # finish an interrupted build in OUT (same inputs and options)
+    overwrite: bool = False  # delete the cmav build in OUT first (``BuildDir.start``)
+    fault_tolerant: bool = False  # build what can be built; failed units go to failures.jsonl
+    progress: bool = True  # progress bars on stderr
+    workers: int = 1  # units the executor runs at once (build-suburmp plans FFmpeg's threads by it)
+
+
+@dataclass(frozen=True)
 class UnitFailure:
     """A work unit that failed on bad input: which unit, which file, what is wrong."""
 
@@ -95,7 +106,7 @@ def guarded_build(command: str, out: str, inputs: Mapping[str, str]) -> Callable
             check_out_dir(out_dir, {label: bound.arguments.get(param) for param, label in inputs.items()})
             if os.path.islink(out_dir) and not os.path.isdir(out_dir):
                 raise BuildError(f"{out_dir}: OUT is a symbolic link to nothing")
-            if os.path.islink(out_dir) and bound.arguments.get("overwrite"):
+            if os.path.islink(out_dir) and bound.arguments.get("run", RunFlags()).overwrite:
                 raise BuildError(f"{out_dir}: OUT is a symbolic link; --overwrite never deletes through one: "
                                  "pass the folder it points to")
             with output_lock(out_dir, command):

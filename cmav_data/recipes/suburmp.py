@@ -74,7 +74,8 @@ from cmav_data.manifest import PAIR_SCHEMA, SPLITS, table_metadata, write_table
 from cmav_data.manifests import reference_path
 from cmav_data.media import MediaError, probe_audio, probe_video, read_audio_mono, resample, wav_bytes
 from cmav_data.progress import progress_map
-from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, build_versions, guarded_build, split_counts
+from cmav_data.recipes.build import (BuildDir, BuildError, RunFlags, UnitFailure, build_versions, guarded_build,
+                                     split_counts)
 from cmav_data.recipes.membership import (Candidate, Membership, MembershipError, MembershipRequest, choose_mode,
                                           match_by_duration, membership_csv, published_table, read_table_file,
                                           settle_by_audio, summary)
@@ -651,18 +652,17 @@ class BuildResult:
                inputs={"urmp_dir": "URMP_DIR", "split_file": "--split-file", "crop_table": "--crop-table"})
 def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, options: SubUrmpOptions = SubUrmpOptions(),
                   *, split_file: str | os.PathLike | None = None, crop_table: str | os.PathLike | None = None,
-                  executor: Executor | None = None, resume: bool = False, overwrite: bool = False,
-                  fault_tolerant: bool = False, embed: bool = False, shard_size: int = 256 * 10**6,
-                  workers: int = 1, progress: bool = True,
-                  membership: MembershipRequest = MembershipRequest()) -> BuildResult:
+                  embed: bool = False, shard_size: int = 256 * 10**6,
+                  membership: MembershipRequest = MembershipRequest(), executor: Executor | None = None,
+                  run: RunFlags = RunFlags()) -> BuildResult:
     """Build Sub-URMP from a URMP tree into ``out_dir``. See the module docstring for conventions.
 
-    ``workers``: how many pieces the executor runs at once. Pieces go longest first; with one
+    ``run.workers``: how many pieces the executor runs at once. Pieces go longest first; with one
     worker, FFmpeg decodes on every core; with several, each decodes on one thread (frame threads
     cost about 20% more CPU per frame) except the last ``workers`` pieces, whose threads fill the
     cores that the finished pieces free. Neither changes the output.
 
-    Raises BuildError on the first bad input unless ``fault_tolerant``, in which case the rest is
+    Raises BuildError on the first bad input unless ``run.fault_tolerant``, in which case the rest is
     built and the failures are returned (and written to ``failures.jsonl``).
     With ``embed`` the media end up inside Parquet shards (``data/<split>-NNNNN-of-NNNNN.parquet``,
     ``index.json``: the layout ``cmav-data publish`` writes) instead of one file per image and sound.
@@ -672,8 +672,8 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
     if embed and options.image_size:
         raise BuildError("--embed stores each pair's crop only; drop --image-size and resize when loading")
     started = time.perf_counter()
-    plan = plan_suburmp(urmp_dir, options, split_file, crop_table, executor, progress, membership)
-    if plan.failures and not fault_tolerant:
+    plan = plan_suburmp(urmp_dir, options, split_file, crop_table, executor, run.progress, membership)
+    if plan.failures and not run.fault_tolerant:
         raise BuildError("bad input (--fault-tolerant builds the rest):\n" + "\n".join(f"  {f}" for f in plan.failures))
     build = BuildDir(out_dir)
     plan_record = {
@@ -684,7 +684,7 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
                         "video_sha256": r.video_sha256, "crop": r.crop} for r in plan.recordings],
         "embed": {"shard_size": shard_size} if embed else None,
     }
-    build.start(plan_record, resume=resume, overwrite=overwrite)
+    build.start(plan_record, resume=run.resume, overwrite=run.overwrite)
     if plan.membership is not None:
         write_text(build.root / "membership.csv", membership_csv(plan.membership, plan.tracks))
 
@@ -696,18 +696,18 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
     probes = {video: probe_video(video) for video in sorted(by_video)}
     longest_first = sorted(by_video, key=lambda video: (-probes[video].n_frames, video))
     for i, video in enumerate(longest_first):
-        alone_at_the_end = workers == 1 or i >= len(longest_first) - workers
+        alone_at_the_end = run.workers == 1 or i >= len(longest_first) - run.workers
         jobs.append(_PieceJob(str(build.root), video, probes[video].fps, tuple(by_video[video]), options,
                               decode_threads=0 if alone_at_the_end else 1))
     failures = list(plan.failures)
     n_done = sum(build.is_done(r.name) for r in plan.recordings)
     with tqdm(total=len(plan.recordings), initial=n_done, desc="recordings", unit="rec", position=0,
-              disable=not progress, dynamic_ncols=True) as recs_bar, \
+              disable=not run.progress, dynamic_ncols=True) as recs_bar, \
          tqdm(total=sum(len(r.window_ends_ms) for r in plan.recordings), desc="pairs", unit="pair", position=1,
-              disable=not progress, dynamic_ncols=True) as pairs_bar:
+              disable=not run.progress, dynamic_ncols=True) as pairs_bar:
         pairs_bar.update(sum(len(r.window_ends_ms) for r in plan.recordings if build.is_done(r.name)))
         for job, job_failures in zip(jobs, progress_map(_build_piece, jobs, executor, enabled=False)):
-            if job_failures and not fault_tolerant:
+            if job_failures and not run.fault_tolerant:
                 raise BuildError("bad input (--fault-tolerant builds the rest):\n" + "\n".join(f"  {f}" for f in job_failures))
             failures.extend(job_failures)
             recs_bar.set_postfix_str(Path(job.video).parent.name, refresh=False)
@@ -740,7 +740,7 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
         "seconds": round(seconds, 3),
     }, indent=2) + "\n")
     if embed:
-        _embed_media(build.root, shard_size, executor, progress)
+        _embed_media(build.root, shard_size, executor, run.progress)
     return BuildResult(build.root, table.num_rows, counts, failures, plan.warnings, seconds, membership_entry)
 
 
