@@ -18,7 +18,7 @@ import math
 import re
 import shutil
 from concurrent.futures import Executor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -33,7 +33,7 @@ from cmav_data.demo.plan import DemoOptions, PiecePlan, plan_corpus
 from cmav_data.demo.players import Look, player_look
 from cmav_data.demo.render import (F0_HOP, f0_text, gain_beside, level_parts, mix_gain, notes_text, render_parts,
                                    score_midi, soundfont_path, write_wav)
-from cmav_data.demo.scores import Excerpt, load_excerpt
+from cmav_data.demo.scores import Excerpt, PieceResult, load_excerpt
 from cmav_data.demo.video import encode, frame_count, frames
 from cmav_data.manifests import read_table
 from cmav_data.versions import ffmpeg_binary_version, package_versions
@@ -42,12 +42,6 @@ FOLDER_RE = re.compile(r"^(\d{2})_([A-Za-z0-9]+)((?:_[a-z]+)+)$")
 INDEX_NAME = "cmav_index.csv"
 # What demo.json records under "versions" (sorted there); "ffmpeg" is the program that encodes the videos.
 DEMO_PACKAGES = ("cmav", "ffmpeg", "music21", "pretty_midi", "tinysoundfont", "numpy", "soundfile", "pillow")
-
-
-@dataclass(frozen=True)
-class PieceResult:
-    plan: PiecePlan
-    excerpt: Excerpt
 
 
 def part_stem(plan: PiecePlan, part: int) -> str:
