@@ -3,7 +3,8 @@
 Origin: L. Chen, S. Srivastava, Z. Duan, C. Xu, "Deep Cross-Modal Audio-Visual Generation",
 ACM Multimedia Thematic Workshops 2017 (arXiv:1704.08292). The published release has 13 classes,
 72 recordings, 80,805 pairs (71,230 train / 9,575 validation); its per-recording facts are committed
-in ``manifests/suburmp_published_recordings.csv``. Sources: URMP (CC BY-NC-SA 4.0).
+in ``manifests/suburmp_published_recordings.csv``. Sources: URMP (CC BY-NC-SA 4.0). Citation and terms:
+``BIBTEX``, ``LICENSE_INFO`` (with ``cmav_data.corpora.urmp``'s for URMP itself).
 
 Conventions (the published release's, the defaults here):
 - a recording is one player's separated track (``AuSep``); byte-identical tracks that appear in two
@@ -65,6 +66,7 @@ from tqdm import tqdm
 
 from cmav_data.atomic import write_bytes, write_text
 from cmav_data.checksum import sha256_bytes, sha256_file
+from cmav_data.corpora.urmp import LICENSE_INFO as URMP_LICENSE_INFO
 from cmav_data.corpora.urmp import (MISSING_FILE, Part, Piece, UrmpError, annotation_problem, channels_problem,
                                     load_urmp, read_f0s, read_notes, sample_rate_problem)
 from cmav_data.images import crop_planes, encode_jpeg, encode_jpeg_planes, encode_jpeg_rgb, pad_square
@@ -80,6 +82,15 @@ from cmav_data.recipes.membership import (Candidate, Membership, MembershipError
                                           match_by_duration, membership_csv, published_table, read_table_file,
                                           settle_by_audio, summary)
 
+BIBTEX = """@inproceedings{chen2017deep,
+  title     = {Deep Cross-Modal Audio-Visual Generation},
+  author    = {Chen, Lele and Srivastava, Sudhanshu and Duan, Zhiyao and Xu, Chenliang},
+  booktitle = {Proceedings of the Thematic Workshops of ACM Multimedia 2017},
+  pages     = {349--357},
+  year      = {2017}
+}"""
+# Sub-URMP's media are cut from URMP's recordings; cmav has not found a licence of the release's own.
+LICENSE_INFO = f"Cut from URMP's recordings, so under URMP's terms: {URMP_LICENSE_INFO}"
 FRAME_RULES = ("start", "end")
 FRAME_RULE_TEXT = {
     "start": "the first frame shown at or after the window's start: frame ceil((t - window) * fps) from 0 "
