@@ -40,8 +40,6 @@ from cmav_data.versions import ffmpeg_binary_version, package_versions
 
 FOLDER_RE = re.compile(r"^(\d{2})_([A-Za-z0-9]+)((?:_[a-z]+)+)$")
 INDEX_NAME = "cmav_index.csv"
-# What demo.json records under "versions" (sorted there); "ffmpeg" is the program that encodes the videos.
-DEMO_PACKAGES = ("cmav", "ffmpeg", "music21", "pretty_midi", "tinysoundfont", "numpy", "soundfile", "pillow")
 
 
 def part_stem(plan: PiecePlan, part: int) -> str:
@@ -109,6 +107,10 @@ def index_csv(plans: list[PiecePlan]) -> str:
                    "instrument": code, "file_code": plan.file_codes[k - 1]}
             writer.writerow([row[c] for c in columns])
     return buf.getvalue()
+
+
+# What demo.json records under "versions" (sorted there); "ffmpeg" is the program that encodes the videos.
+DEMO_PACKAGES = ("cmav", "ffmpeg", "music21", "pretty_midi", "tinysoundfont", "numpy", "soundfile", "pillow")
 
 
 def _take_of(plan: PiecePlan, part: int) -> Optional[str]:
