@@ -38,6 +38,11 @@ def test_the_output_level_is_fixed_whatever_the_input_level_and_silence_stays_si
     assert np.abs(quiet).max() == pytest.approx(np.abs(loud).max(), rel=1e-5)
     assert np.abs(loud).max() == pytest.approx(10 ** (-3 / 20), rel=1e-5)  # the default -3 dBFS
     assert not lms_to_audio(np.full(SPEC.shape, -np.inf), SPEC).any()
+    # A loud broadband LMS at a large reference power (a generator's noise): solved like any other
+    # (once, the least squares ran for minutes at this scale).
+    noisy = np.random.default_rng(0).uniform(-40, 0, SPEC.shape)
+    audio = lms_to_audio(noisy, LmsSpec(db_ref=8000.0), n_iter=4)
+    assert audio.shape == (SPEC.n_samples,) and np.abs(audio).max() == pytest.approx(10 ** (-3 / 20), rel=1e-5)
 
 
 def test_the_db_mapping_is_the_specs():

@@ -6,7 +6,8 @@ invert both in this same way. The steps are librosa's mel inversion
 (``librosa.feature.inverse.mel_to_audio``) with every parameter taken from the :class:`LmsSpec`:
 
 1. dB -> power with the spec's own reference (:func:`db_to_power`);
-2. mel power -> linear-frequency magnitude by non-negative least squares (``mel_to_stft``);
+2. mel power (scaled to a peak of 1) -> linear-frequency magnitude by non-negative least squares
+   (``mel_to_stft``);
 3. Griffin-Lim's phase estimate (``griffinlim``), ``n_iter`` iterations from seeded random phases
    (``mel_to_audio`` itself draws them unseeded; seeding is the one change, so the same LMS gives the
    same bytes), cut or padded to the spec's ``n_samples``;
@@ -53,8 +54,15 @@ def lms_to_audio(lms_db: np.ndarray, spec: LmsSpec, n_iter: int = DEFAULT_ITERAT
         raise ValueError("a per-chunk standardised LMS has lost its dB scale and cannot be inverted")
     if peak_dbfs > 0:
         raise ValueError(f"peak_dbfs must be <= 0 dB re full scale, not {peak_dbfs}")
+    power = db_to_power(lms_db, spec)
+    peak = power.max()
+    if not np.isfinite(peak) or peak <= 0:
+        return np.zeros(spec.n_samples, np.float32)
+    # Solved at a peak of 1: L-BFGS-B's stopping tolerance is absolute, and at full-scale powers
+    # (~1e4) it ran for minutes on one noisy LMS. The solution scales with the input, and the
+    # output is peak-normalised anyway.
     magnitude = librosa.feature.inverse.mel_to_stft(
-        db_to_power(lms_db, spec), sr=spec.sample_rate, n_fft=spec.n_fft, power=2.0,
+        power / peak, sr=spec.sample_rate, n_fft=spec.n_fft, power=2.0,
         fmin=spec.fmin, fmax=spec.fmax, htk=spec.htk, norm=spec.mel_norm)
     audio = librosa.griffinlim(
         magnitude, n_iter=n_iter, hop_length=spec.hop_length, n_fft=spec.n_fft, window=spec.window,
