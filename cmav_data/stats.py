@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -70,6 +71,22 @@ def contact_sheet(root: Path, manifest: pd.DataFrame, path: Path, per_class: int
     plt.close(fig)
 
 
+def membership_line(root: str | os.PathLike) -> str | None:
+    """What a Sub-URMP build's membership was and its pairs against the table's (None without one)."""
+    path = Path(root) / "build.json"
+    if not path.is_file():
+        return None
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8")).get("membership")
+    except (ValueError, AttributeError):
+        raise ValueError(f"{path}: not a build.json (unreadable JSON)") from None
+    if not entry:
+        return None
+    from cmav_data.recipes.membership import describe
+
+    return describe(entry)
+
+
 def dataset_stats(root: str | os.PathLike, per_class: int = 2) -> tuple[pd.DataFrame, Path, Path]:
     """Write ``stats.md`` and ``contact_sheet.png`` into the dataset root; return the table and paths."""
     root = Path(root)
@@ -79,7 +96,9 @@ def dataset_stats(root: str | os.PathLike, per_class: int = 2) -> tuple[pd.DataF
     manifest = pd.read_parquet(manifest_path)
     table = class_table(manifest)
     md = root / "stats.md"
-    write_text(md, f"# {root.name}: pairs per class and split\n\n{to_markdown(table)}\n")
+    line = membership_line(root)
+    write_text(md, f"# {root.name}: pairs per class and split\n\n" + (f"{line}\n\n" if line else "")
+               + f"{to_markdown(table)}\n")
     sheet = root / "contact_sheet.png"
     contact_sheet(root, manifest, sheet, per_class=per_class)
     return table, md, sheet

@@ -6,9 +6,11 @@ JPEG player crops and 0.5 s 44.1 kHz WAV chunks at the manifest's relative paths
 float16), class indices, splits, and the pitch-position pose target.
 
 The LMS is ``cmav_data.features``' :class:`LmsSpec` (the Sub-URMP compare-features setting:
-44.1 kHz mono, n_fft 2048, hop 512, 128 mels, dB per chunk against its own maximum, top_db 80, so
-22,050 samples give 128 x 44 frames), computed with its fast torch path (librosa's numbers within
-tolerance). Its ``to_dict()`` is the feature config checkpoints record and check.
+44.1 kHz mono, n_fft 2048, hop 512, 128 mels, dB against the fixed full-scale reference with its
+fixed -120 dB floor, so 22,050 samples give 128 x 44 frames; digital silence is -120 dB
+everywhere), computed with its fast path (librosa's numbers within tolerance). ``top_db=120``
+equals the floor: it binds only on chunks louder than a full-scale sine, and it is the dB span that
+``lms_to_unit`` maps to [-1, 1]. Its ``to_dict()`` is the feature config checkpoints record and check.
 
 The pose target reads the demo corpus's drawing rule "bow or slide position from pitch": the
 position of the chunk's mean F0 inside the instrument's playing range (``instruments.csv``), 0 at
@@ -28,7 +30,7 @@ import torch
 from PIL import Image
 
 from cmav_data.features.store import FeatureInputError, batch_extractor, load_chunk
-from cmav_data.features.specs import LmsSpec
+from cmav_data.features.specs import FLOOR_DB, FULL_SCALE, LmsSpec
 from cmav_data.instruments import BY_CLASS
 from cmav_data.manifest import PAIR_SCHEMA, read_manifest
 from cmav_data.progress import progress_map
@@ -44,7 +46,7 @@ class DatasetError(Exception):
 @dataclass(frozen=True)
 class LoadOptions:
     image_size: int = 64
-    lms: LmsSpec = LmsSpec()
+    lms: LmsSpec = LmsSpec(top_db=-FLOOR_DB)
     max_train: int | None = None  # subsample (seeded, whole dataset order) to bound epoch time
     max_validation: int | None = None
     seed: int = 0
@@ -56,7 +58,7 @@ class Pairs:
     split: np.ndarray  # str, "train" | "validation"
     labels: torch.Tensor  # long, index into instruments.CLASS_NAMES
     images: torch.Tensor  # uint8 [N, 3, S, S]
-    lms: torch.Tensor  # float16 [N, 1, n_mels, frames], dB in [-top_db, 0]
+    lms: torch.Tensor  # float16 [N, 1, n_mels, frames], dB re full scale, >= -top_db (the floor)
     pitch_position: torch.Tensor  # float32 [N], NaN when silent/unvoiced
 
     def subset(self, split: str) -> "Pairs":
@@ -70,10 +72,12 @@ class Pairs:
 
 
 def check_lms_spec(spec: LmsSpec) -> None:
-    """The models read LMS as dB in [-top_db, 0]; other scalings would silently mis-scale them."""
-    if spec.kind != "lms" or spec.normalize != "none" or spec.top_db is None or spec.db_ref is not None:
-        raise DatasetError(f"the models need an LMS in dB against each chunk's maximum with a top_db "
-                           f"floor and no normalisation, not {spec.to_dict()}")
+    """The models read LMS as dB against full scale with its fixed floor at -top_db (mapped to [-1, 1]
+    by ``lms_to_unit``); other scalings would silently mis-scale them."""
+    if (spec.kind != "lms" or spec.normalize != "none" or spec.db_ref != FULL_SCALE or spec.top_db is None
+            or spec.floor_db != -spec.top_db):
+        raise DatasetError(f"the models need an LMS in dB against full scale (db_ref={FULL_SCALE!r}) with its "
+                           f"fixed floor at -top_db and no normalisation, not {spec.to_dict()}")
 
 
 def validate_manifest(table: pa.Table, path: Path) -> None:
@@ -185,10 +189,15 @@ def image_to_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 def lms_to_unit(lms: torch.Tensor, top_db: float) -> torch.Tensor:
-    """LMS in dB [-top_db, 0] to float in [-1, 1]."""
-    return lms.float() / (top_db / 2) + 1.0
+    """LMS in dB re full scale, [-top_db, 0], to float in [-1, 1] (the generator's tanh range).
+
+    The floor (silence) maps to -1 and a full-scale 1 kHz sine's peak to 1; the rare values above
+    0 dB (broadband sound near full scale) are clipped to 1 so real and generated LMS share a range.
+    """
+    return (lms.float() / (top_db / 2) + 1.0).clamp_(-1.0, 1.0)
 
 
 def unit_to_lms(x: torch.Tensor, top_db: float) -> torch.Tensor:
+    """Inverse of ``lms_to_unit`` on [-1, 1]: dB re full scale in [-top_db, 0]."""
     return (x.float() - 1.0) * (top_db / 2)
 

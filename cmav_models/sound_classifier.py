@@ -9,11 +9,12 @@ before the linear layer (the GANs condition on them).
 ``keep_frequency=True`` averages over time only and flattens (channels x remaining rows): where the
 energy sits in frequency (timbre, register) survives into the embedding. On the demo corpus this
 lifts a width-8 classifier from 0.66 to 0.94 validation accuracy in the same 5 epochs; the bench
-uses it, the representation comparison (``cmav_data.features.compare``) keeps the paper's pooling.
+uses it; the representation comparison (``cmav_models.compare_features``) runs both poolings.
 
 Input: float tensor [B, 1, rows, frames], e.g. a log-mel spectrogram [B, 1, 128, 44]. A batch norm
-on the single input channel standardises dB, MFCC or any other scale, so no manual scaling is
-needed. Inputs much taller than 128 rows (a 1025-row STFT) enter through a first layer strided in
+on the single input channel brings dB, MFCC or any other scale to one overall scale; it cannot
+balance rows against each other (MFCC's c0 against c1..c19), so compare-features standardises
+each row on its training data first. Inputs much taller than 128 rows (a 1025-row STFT) enter through a first layer strided in
 frequency, so every representation meets a network of about the same size and cost.
 """
 

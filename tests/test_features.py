@@ -65,7 +65,10 @@ def test_make_spec_parses_overrides_and_rejects_bad_ones():
     spec = make_spec("lms", ["n_mels=64", "fmax=none", "center=false", "top_db=70"])
     assert (spec.n_mels, spec.fmax, spec.center, spec.top_db) == (64, None, False, 70.0)
     assert spec.shape == (64, 1 + (22050 - 2048) // 512)
-    assert make_spec("cqt").shape == (84, 44) and make_spec("stft").shape == (1025, 44)
+    assert make_spec("cqt").shape == (96, 44) and make_spec("stft").shape == (1025, 44)
+    assert make_spec("mfcc", ["db_ref=2.5"]).db_ref == 2.5 and make_spec("stft").db_ref == "full_scale"
+    with pytest.raises(SpecError, match="db_ref must be"):
+        make_spec("stft", ["db_ref=loudest"])
     with pytest.raises(SpecError, match="no parameter 'n_mel'"):
         make_spec("lms", ["n_mel=64"])
     with pytest.raises(SpecError, match="cannot read"):
@@ -124,7 +127,7 @@ def test_fast_cqt_matches_librosa_on_real_recordings(shared_dir):
 @pytest.mark.parametrize("kind", ["stft", "lms", "mfcc", "cqt"])
 def test_fast_matches_librosa_on_dataset_chunks_with_options(dataset, kind):
     # Non-default padding, reference level and normalisation take the other code paths.
-    extra = ["bins_per_octave=24", "n_bins=144"] if kind == "cqt" else ["n_fft=1024"]
+    extra = ["bins_per_octave=24", "n_bins=120", "fmin=110"] if kind == "cqt" else ["n_fft=1024"]
     spec = make_spec(kind, ["pad_mode=reflect", "db_ref=1.0", "normalize=standard", *extra])
     paths = sorted(dataset.glob("chunk/*/*/*.wav"))[::5]
     audio = np.stack([load_chunk(p, spec, p.stem)[0] for p in paths])
@@ -139,13 +142,61 @@ def test_top_db_is_per_chunk_not_per_batch(kind):
     t = np.arange(FRAMES) / RATE
     loud = (0.9 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     quiet = (1e-3 * np.sin(2 * np.pi * 330 * t) + 1e-4 * np.sin(2 * np.pi * 5000 * t)).astype(np.float32)
-    spec = make_spec(kind)
+    spec = make_spec(kind, ["top_db=80"])
     fast = FastFeatures(spec)
     batched = fast(np.stack([loud, quiet]))
     alone = fast(quiet[None])
     assert np.abs(batched[1] - alone[0]).max() <= _tolerance(kind)
-    assert batched[1].max() == pytest.approx(0.0, abs=1e-4)  # db_ref=None: each chunk's own max is 0 dB
-    assert batched[1].min() >= -spec.top_db - 1e-4
+    assert batched[1].min() >= batched[1].max() - spec.top_db - 1e-4
+
+
+def _levels(kind: str, backend: str) -> np.ndarray:
+    """Features of [digital silence, a quiet chunk, the same chunk 40 dB louder, a full-scale 1 kHz sine]."""
+    t = np.arange(FRAMES) / RATE
+    rng = np.random.default_rng(0)
+    music = 0.5 * np.sin(2 * np.pi * 330 * t) + 0.2 * np.sin(2 * np.pi * 2500 * t) + 0.01 * rng.standard_normal(FRAMES)
+    audio = np.stack([np.zeros(FRAMES), 0.005 * music, 0.5 * music, np.sin(2 * np.pi * 1000 * t)]).astype(np.float32)
+    spec = make_spec(kind)
+    return FastFeatures(spec)(audio) if backend == "fast" else reference_features(audio, spec)
+
+
+@pytest.mark.parametrize("backend", ["fast", "reference"])
+@pytest.mark.parametrize("kind", ["stft", "lms", "cqt"])
+def test_one_fixed_level_reference_silence_at_the_floor(kind, backend):
+    silence, quiet, loud, sine = _levels(kind, backend)
+    floor = make_spec(kind).floor_db
+    assert np.all(silence == floor)  # digital silence is the floor, never the top
+    assert quiet.min() >= floor and quiet.max() < loud.max() - 30  # 40 dB quieter stays quieter
+    assert sine.max() == pytest.approx(0.0, abs=1e-3)  # 0 dB: the peak of a full-scale 1 kHz sine
+
+
+@pytest.mark.parametrize("backend", ["fast", "reference"])
+def test_silence_gives_the_smallest_mfcc_c0(backend):
+    silence, quiet, loud, sine = _levels("mfcc", backend)
+    spec = make_spec("mfcc")
+    # c0 of the orthonormal DCT is sum(log-mel) / sqrt(n_mels): at the floor everywhere, its minimum.
+    assert silence[0] == pytest.approx(np.full(FRAMES // 512 + 1, spec.floor_db * np.sqrt(spec.n_mels)), abs=1e-3)
+    assert silence[0].max() < quiet[0].min() and quiet[0].mean() < loud[0].mean()
+    assert np.allclose(silence[1:], 0, atol=1e-3)
+
+
+def test_cqt_default_band_and_filters_fit_a_chunk_without_librosa_warnings():
+    import warnings
+
+    import librosa
+
+    spec = make_spec("cqt")
+    freqs = librosa.cqt_frequencies(spec.n_bins, fmin=spec.fmin, bins_per_octave=spec.bins_per_octave)
+    assert freqs[-1] >= 8000  # a band comparable to the other kinds
+    lengths, _ = librosa.filters.wavelet_lengths(
+        freqs=freqs, sr=spec.sample_rate, window=spec.window, filter_scale=spec.filter_scale,
+        alpha=librosa.filters._relative_bandwidth(freqs=freqs))
+    assert lengths.max() <= spec.n_samples  # no filter longer than the chunk
+    audio = np.random.default_rng(1).standard_normal((3, spec.n_samples)).astype(np.float32) * 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fast, reference = FastFeatures(spec)(audio), reference_features(audio, spec)
+    assert np.abs(fast - reference).max() <= CQT_TOLERANCE
 
 
 def _shard_bytes(out_dir: Path) -> dict[str, bytes]:
@@ -215,10 +266,12 @@ def test_bad_chunk_is_a_clear_error_naming_the_pair(tmp_path, problem):
         _bad_dataset(tmp_path, audio, RATE, subtype="FLOAT")
     else:
         _bad_dataset(tmp_path, np.zeros(FRAMES), RATE)
-        path = tmp_path / pq.read_table(tmp_path / "manifest.parquet").column("audio_path")[0].as_py()
-        path.write_bytes(b"not a wav file at all")
+        rows = pq.read_table(tmp_path / "manifest.parquet").to_pylist()
+        (tmp_path / rows[0]["audio_path"]).write_bytes(b"not a wav file at all")
+        write_manifest(tmp_path, rows)  # the manifest's checksum is the garbage's: decoding is what fails
     pair_id = pq.read_table(tmp_path / "manifest.parquet").column("id")[0].as_py()
-    with pytest.raises(FeatureInputError, match=f"pair {pair_id}"):
+    cause = "cannot read" if problem == "unreadable" else "holds NaN"
+    with pytest.raises(FeatureInputError, match=f"pair {pair_id}: .*{cause}"):
         extract_features(tmp_path, make_spec("lms"), "fast", progress=False)
     result = CliRunner().invoke(main, ["extract-features", str(tmp_path), "--quiet"])
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -260,3 +313,103 @@ def test_sound_cnn_shapes_for_every_depth(shape):
     for depth in (1, 6):
         with pytest.raises(ValueError, match="depth"):
             SoundCNN(SoundCNNConfig(depth=depth))
+
+
+def test_truncated_manifest_is_a_one_line_error(tmp_path):
+    build_dataset(tmp_path, train_per_class=1, validation_per_class=1)
+    manifest = tmp_path / "manifest.parquet"
+    manifest.write_bytes(manifest.read_bytes()[:1000])
+    result = CliRunner().invoke(main, ["extract-features", str(tmp_path), "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert str(manifest) in result.output and "unreadable Parquet" in result.output
+
+
+def test_feature_dataset_refuses_an_unknown_split_naming_the_valid_ones(tmp_path):
+    build_dataset(tmp_path, train_per_class=1, validation_per_class=1)
+    with pytest.raises(FeatureInputError, match=r"no split 'bogus' \(its splits: train, validation"):
+        FeatureDataset(tmp_path, make_spec("lms"), split="bogus")
+    assert not (tmp_path / "features").exists()  # refused before any feature was computed
+
+
+# ---------------------------------------------------------------- integrity of the cache and its inputs
+
+
+def _extract_cli(root: Path):
+    return CliRunner().invoke(main, ["extract-features", str(root), "--kind", "mfcc",
+                                      "--shard-size", "4", "--quiet"])
+
+
+@pytest.fixture()
+def extracted(tmp_path) -> tuple[Path, Path, dict[str, bytes]]:
+    """A small dataset with its MFCC features (3 shards), and the shards' bytes."""
+    build_dataset(tmp_path, train_per_class=2, validation_per_class=1)
+    first = _extract_cli(tmp_path)
+    assert first.exit_code == 0 and "3 shard(s) computed" in first.stdout, first.output
+    (out,) = (tmp_path / "features").iterdir()
+    return tmp_path, out, _shard_bytes(out)
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_shard_is_recomputed_with_a_notice_naming_it(extracted, damage):
+    root, out, before = extracted
+    shard = out / "part-00001.parquet"
+    if damage == "truncate":
+        with open(shard, "r+b") as f:  # truncate -s 1000
+            f.truncate(1000)
+    else:
+        _flip_byte(shard, shard.stat().st_size // 2)
+    again = _extract_cli(root)
+    assert again.exit_code == 0 and "1 shard(s) computed" in again.stdout, again.output
+    (notice,) = again.stderr.strip().splitlines()
+    expected = "1000 bytes, features.json says" if damage == "truncate" else "sha256 "
+    assert notice.startswith(f"warning: {shard}: {expected}") and "recomputing" in notice
+    assert _shard_bytes(out) == before
+    assert "cached, nothing to do" in _extract_cli(root).stdout
+
+
+def test_garbage_index_is_named_and_recomputed_from_checked_shards(extracted):
+    root, out, before = extracted
+    (out / "features.json").write_bytes(b"\x00{garbage")
+    with pytest.raises(FeatureInputError, match=r"features.json: not a feature index"):
+        read_features(out)
+    # The shards are the killed-run case now: adopted only if whole. Damage one inside a page.
+    _flip_byte(out / "part-00002.parquet", 200)
+    again = _extract_cli(root)
+    assert again.exit_code == 0 and "1 shard(s) computed" in again.stdout, again.output
+    (notice,) = again.stderr.strip().splitlines()
+    assert notice.startswith(f"warning: {out / 'features.json'}: not a feature index")
+    assert _shard_bytes(out) == before
+    assert len(read_features(out)[0]) == 12
+
+
+def test_edited_chunk_is_an_error_naming_it_and_nothing_is_cached(tmp_path):
+    build_dataset(tmp_path, train_per_class=2, validation_per_class=1)
+    rows = pq.read_table(tmp_path / "manifest.parquet").to_pylist()
+    chunk = tmp_path / rows[5]["audio_path"]
+    audio, rate = sf.read(chunk)
+    sf.write(chunk, audio * 0.5, rate, subtype="PCM_16")  # still a valid WAV: only its checksum tells
+    result = _extract_cli(tmp_path)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip() == (f"Error: pair {rows[5]['id']}: {chunk}: sha256 differs from the manifest's "
+                                     "audio_sha256 (edited or damaged since the build)")
+    (out,) = (tmp_path / "features").iterdir()
+    assert not (out / "features.json").exists() and not (out / "part-00001.parquet").exists()
+
+
+def test_feature_dataset_warns_when_it_recomputes_a_damaged_shard(tmp_path):
+    from cmav_data.features.dataset import FeatureCacheWarning
+
+    build_dataset(tmp_path, train_per_class=2, validation_per_class=1)
+    first = FeatureDataset(tmp_path, make_spec("mfcc"), "train")
+    shard = first.features_dir / "part-00000.parquet"
+    _flip_byte(shard, shard.stat().st_size // 2)
+    with pytest.warns(FeatureCacheWarning, match=f"{shard}: sha256 .* recomputing it"):
+        again = FeatureDataset(tmp_path, make_spec("mfcc"), "train")
+    assert torch.equal(again.features, first.features)

@@ -51,24 +51,35 @@ def _row(root: Path, pair_id: str, split: str, class_name: str, rel: str) -> dic
 
 
 def write_manifest(root: Path, rows: list[dict]) -> None:
+    """The manifest of ``rows``, with the audio checksums of the chunk files as they are now."""
+    rows = [dict(r, audio_sha256=hashlib.sha256((root / r["audio_path"]).read_bytes()).hexdigest()) for r in rows]
     table = pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
     write_table(table, root / "manifest.parquet", table_metadata("suburmp", {}))
 
 
 def build_dataset(root: Path, train_per_class: int = 12, validation_per_class: int = 4,
-                  samples_dir: Path | None = None, seed: int = 0) -> list[dict]:
-    """Write a tiny built dataset under ``root``: 16-bit stereo 44.1 kHz 0.5 s chunks + manifest."""
+                  samples_dir: Path | None = None, seed: int = 0, train_recordings: int = 1,
+                  silent_per_class: int = 0) -> list[dict]:
+    """Write a tiny built dataset under ``root``: 16-bit stereo 44.1 kHz 0.5 s chunks + manifest.
+
+    Training pairs of a class are spread over ``train_recordings`` recordings (01, 04, 05, ...; the
+    validation recording is 02); ``silent_per_class`` more training pairs per class are digital
+    silence flagged ``silent``.
+    """
     rng = np.random.default_rng(seed)
     rows = []
+    train_numbers = [1, *range(4, 3 + train_recordings)]  # 03 is the real recordings' (samples_dir)
     for class_name in PROFILES:
-        for split, count in (("train", train_per_class), ("validation", validation_per_class)):
+        for split, count in (("train", train_per_class + silent_per_class), ("validation", validation_per_class)):
             for k in range(count):
-                pair_id = f"{class_name}{1 if split == 'train' else 2:02d}_{500 + 100 * k}"
+                number = train_numbers[k % len(train_numbers)] if split == "train" else 2
+                pair_id = f"{class_name}{number:02d}_{500 + 100 * k}"
                 rel = f"chunk/{split}/{class_name}/{pair_id}.wav"
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                tone = harmonic_tone(class_name, rng)
+                silent = split == "train" and k >= train_per_class
+                tone = np.zeros(FRAMES) if silent else harmonic_tone(class_name, rng)
                 sf.write(root / rel, np.stack([tone, tone], axis=1), RATE, subtype="PCM_16")
-                rows.append(_row(root, pair_id, split, class_name, rel))
+                rows.append({**_row(root, pair_id, split, class_name, rel), "silent": silent})
     if samples_dir is not None:  # real recordings, 0.5 s chunks, as extra training pairs
         for class_name, name in SAMPLES.items():
             audio, rate = sf.read(samples_dir / "samples" / name, dtype="float32")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cmav_data.cli import main
-from cmav_data.cli.options import builder_options, executor_options, report_failures
+from cmav_data.cli.options import builder_options, executor_options, one_line_errors, report_failures
 
 BUILD_EPILOG = """\b
 Examples:
@@ -42,6 +42,8 @@ def _synset_list(_ctx: click.Context, _param: click.Parameter, value: str | None
 @click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", help="Square by centred crop or by black padding.")
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, help="JPEG quality of the images.")
 @click.option("--min-side", type=click.IntRange(min=1), default=128, help="Reject photos whose shorter side is smaller (pixels).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=64_000_000,
+              help="Reject photos with more pixels (judged from the header: they are never decoded).")
 @click.option("--grayscale", type=click.Choice(["drop", "convert"]), default="drop", help="Grayscale photos: reject, or convert to RGB.")
 @click.option("--cmyk", type=click.Choice(["convert", "drop"]), default="convert", help="CMYK photos: convert to RGB, or reject.")
 @click.option("--near-duplicate-distance", type=click.IntRange(min=-1, max=64), default=4,
@@ -59,7 +61,7 @@ def _synset_list(_ctx: click.Context, _param: click.Parameter, value: str | None
 @executor_options
 @builder_options("batches")
 def build_inis_command(imagenet_dir: Path, out: Path, sounds_dir: Path, synsets: tuple[str, ...] | None, labels: Path | None,
-                       image_size: int, fit: str, jpeg_quality: int, min_side: int, grayscale: str, cmyk: str,
+                       image_size: int, fit: str, jpeg_quality: int, min_side: int, max_pixels: int, grayscale: str, cmyk: str,
                        near_duplicate_distance: int, validation_fraction: float, seed: int, sounds_per_image: int,
                        pair_silent: bool, keep_list: Path | None, drop_list: Path | None, batch_size: int, jobs: int,
                        executor_kind: str, scheduler: str | None, resume: bool, overwrite: bool, fault_tolerant: bool, allow_failures: bool, quiet: bool) -> None:
@@ -70,19 +72,17 @@ def build_inis_command(imagenet_dir: Path, out: Path, sounds_dir: Path, synsets:
 
     try:
         options = InisOptions(synsets=synsets or DEFAULT_SYNSETS, image_size=image_size, fit=fit, jpeg_quality=jpeg_quality,
-                              min_side=min_side, grayscale=grayscale, cmyk=cmyk,
+                              min_side=min_side, max_pixels=max_pixels, grayscale=grayscale, cmyk=cmyk,
                               near_duplicate_distance=near_duplicate_distance,
                               validation_fraction=validation_fraction, seed=seed,
                               sounds_per_image=sounds_per_image, pair_silent=pair_silent)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    try:
-        with executor_for(jobs, executor_kind, scheduler) as executor:
-            result = build_inis(imagenet_dir, out, sounds_dir, options, labels=labels, keep_list=keep_list,
-                                drop_list=drop_list, batch_size=batch_size, executor=executor, resume=resume,
-                                overwrite=overwrite, fault_tolerant=fault_tolerant, progress=not quiet)
-    except BuildError as e:
-        raise click.ClickException(str(e)) from None
+    with one_line_errors(BuildError, rerun="run it again with --resume"), \
+         executor_for(jobs, executor_kind, scheduler) as executor:
+        result = build_inis(imagenet_dir, out, sounds_dir, options, labels=labels, keep_list=keep_list,
+                            drop_list=drop_list, batch_size=batch_size, executor=executor, resume=resume,
+                            overwrite=overwrite, fault_tolerant=fault_tolerant, progress=not quiet)
     n_train = sum(c["train"] for c in result.counts.values())
     click.echo(f"{result.n_images} photos, {result.n_pairs} pairs ({n_train} train, {result.n_pairs - n_train} "
                f"validation), {result.n_rejected} rejected, in {result.out} ({result.seconds:.1f} s)")

@@ -7,12 +7,16 @@ from pathlib import Path
 import click
 
 from cmav_data.cli import main
-from cmav_data.cli.options import builder_options, executor_options, report_failures
+from cmav_data.cli.options import builder_options, executor_options, one_line_errors, report_failures
 
 BUILD_EPILOG = """\b
 Examples:
   cmav-data make-demo-urmp demo/urmp && cmav-data build-suburmp demo/urmp demo/suburmp -j 2
   cmav-data build-suburmp ~/data/URMP ~/data/Sub-URMP --image-size 128 -j 8
+  cmav-data build-suburmp ~/data/URMP out --release-dir ~/data/Sub-URMP-release   # settle ties by the release's audio
+  cmav-data build-suburmp ~/data/URMP out --membership all     # every track: Sub-URMP-style, not the release
+  cmav-data build-suburmp ~/data/URMP out --membership-file mine.csv --allow-unmatched
+  cmav-data build-suburmp ~/data/URMP out --frame end          # image: the frame just before t (older cmav)
   cmav-data build-suburmp ~/data/URMP out --resume            # finish an interrupted build
   cmav-data build-suburmp ~/data/URMP out --fault-tolerant --allow-failures
   cmav-data build-suburmp /shared/URMP /shared/Sub-URMP --scheduler tcp://head:8786   # on a Dask cluster
@@ -43,36 +47,53 @@ def _ms(seconds: float, what: str) -> int:
 @click.option("--embed", is_flag=True, help="Store images and sounds inside Parquet shards (data/*.parquet, index.json) instead of one file each.")
 @click.option("--shard-size", default="256MB", help="With --embed: bytes of media per shard (e.g. 256MB, 1GB).")
 @click.option("--max-length-mismatch", type=float, default=1.0, help="Seconds a track and its video may differ by before it is bad input.")
+@click.option("--membership", type=click.Choice(["auto", "release", "all"]), default="auto", show_default=True,
+              help="release: the published recordings, matched by class and duration, named and split as published; "
+                   "all: every track (Sub-URMP-style, not the release); auto: release on a tree with URMP's 44 pieces, else all.")
+@click.option("--membership-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Match a membership of your own: a CSV with the columns of manifests/suburmp_published_recordings.csv.")
+@click.option("--release-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="The published release (with its chunk/ folder): settle every match by correlating its chunks with the tracks.")
+@click.option("--allow-unmatched", is_flag=True, help="Build the matched recordings when some of the membership match no track.")
+@click.option("--frame", type=click.Choice(["start", "end"]), default="start", show_default=True,
+              help="Image of a pair: start = the first frame at or after the window's start, ceil((t - window) * fps) "
+                   "(the paper's); end = the frame just before t, ceil(t * fps) - 1.")
 @executor_options
 @builder_options("recordings")
 def build_suburmp_command(urmp_dir: Path, out: Path, sample_rate: int, window: float, hop: float, channels: int,
                           image_size: int | None, jpeg_quality: int, drop_silent: bool, split_file: Path | None,
-                          crop_table: Path | None, embed: bool, shard_size: str, max_length_mismatch: float, jobs: int, executor_kind: str, scheduler: str | None, resume: bool,
-                          overwrite: bool, fault_tolerant: bool, allow_failures: bool, quiet: bool) -> None:
+                          crop_table: Path | None, embed: bool, shard_size: str, max_length_mismatch: float,
+                          membership: str, membership_file: Path | None, release_dir: Path | None,
+                          allow_unmatched: bool, frame: str, jobs: int, executor_kind: str, scheduler: str | None,
+                          resume: bool, overwrite: bool, fault_tolerant: bool, allow_failures: bool, quiet: bool) -> None:
     """Build Sub-URMP (image/sound pairs of one player) from a URMP tree, in the published layout."""
     from cmav_data.parallel import executor_for
     from cmav_data.recipes.build import BuildError
+    from cmav_data.recipes.membership import MembershipRequest, describe
     from cmav_data.recipes.suburmp import SubUrmpOptions, build_suburmp
     from cmav_data.shards.index import ShardsError, parse_size
 
     try:
         options = SubUrmpOptions(sample_rate=sample_rate, window_ms=_ms(window, "--window"), hop_ms=_ms(hop, "--hop"),
                                  channels=channels, jpeg_quality=jpeg_quality, image_size=image_size,
-                                 drop_silent=drop_silent, max_length_mismatch=max_length_mismatch)
+                                 drop_silent=drop_silent, max_length_mismatch=max_length_mismatch, frame=frame)
+        request = MembershipRequest(membership, membership_file and str(membership_file),
+                                    release_dir and str(release_dir), allow_unmatched)
         shard_bytes = parse_size(shard_size)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    try:
-        with executor_for(jobs, executor_kind, scheduler) as executor:
-            result = build_suburmp(urmp_dir, out, options, split_file=split_file, crop_table=crop_table,
-                                   executor=executor, resume=resume, overwrite=overwrite,
-                                   fault_tolerant=fault_tolerant, embed=embed, shard_size=shard_bytes,
-                                   workers=jobs, progress=not quiet)
-    except (BuildError, ShardsError) as e:
-        raise click.ClickException(str(e)) from None
+    with one_line_errors(BuildError, ShardsError, rerun="run it again with --resume"), \
+         executor_for(jobs, executor_kind, scheduler) as executor:
+        result = build_suburmp(urmp_dir, out, options, split_file=split_file, crop_table=crop_table,
+                               executor=executor, resume=resume, overwrite=overwrite,
+                               fault_tolerant=fault_tolerant, embed=embed, shard_size=shard_bytes,
+                               workers=jobs, progress=not quiet, membership=request)
     n_train = sum(c["train"] for c in result.counts.values())
+    click.echo(result.membership["statement"])
     click.echo(f"{result.n_pairs} pairs ({n_train} train, {result.n_pairs - n_train} validation) "
                f"in {result.out} ({result.seconds:.1f} s)")
+    if result.membership["mode"] != "all":
+        click.echo(describe(result.membership))
     report_failures(result.warnings, result.failures, result.out, allow_failures, "recording")
 
 
@@ -84,11 +105,14 @@ Example:
 @click.option("--per-class", type=click.IntRange(min=1), default=2, help="Pairs per class on the contact sheet.")
 def stats_command(dataset: Path, per_class: int) -> None:
     """Per-class train/validation counts of a built dataset, and a contact sheet of its pairs."""
-    from cmav_data.stats import dataset_stats, to_markdown
+    from cmav_data.stats import dataset_stats, membership_line, to_markdown
 
     try:
         table, md, sheet = dataset_stats(dataset, per_class=per_class)
-    except FileNotFoundError as e:
+        line = membership_line(dataset)
+    except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from None
+    if line:
+        click.echo(line + "\n")
     click.echo(to_markdown(table))
     click.echo(f"\nwrote {md} and {sheet}")

@@ -18,7 +18,8 @@ What makes the CPU engines fast (measured with benchmarks/bench_features.py on 2
   only (a dense [n_mels, 1 + n_fft/2] product is 98% zeros);
 - one batch per core (threads; the FFT, the kernels and torch release the GIL), never one op split
   across cores: on busy shared cores, an op's threads wait for one another;
-- ``top_db`` against each chunk's own maximum (never the batch's).
+- one fixed level reference (``reference.reference_power``, the very number the reference uses) and
+  a fixed floor; the optional ``top_db`` against each chunk's own maximum (never the batch's).
 
 Precision: the FFT runs in float64, as in librosa (its float64 window promotes float32 frames).
 A float32 FFT is faster but its rounding noise reaches 2e-3 dB on bins near the -80 dB floor, above
@@ -32,7 +33,8 @@ the window is scipy's periodic window (librosa ``fftbins=True``), mel filters ar
 
 CQT: librosa's own algorithm (``librosa.cqt``: early downsampling, then per octave a rectangular
 STFT times a sparse frequency-domain filter basis, then halving the rate with soxr), with the filter
-bases built once instead of on every call, the STFTs and products batched in torch, and soxr
+bases built once instead of on every call, the STFTs batched in torch, the sparse products batched
+as the columns of one scipy product per octave (librosa's own summation order), and soxr
 called once per octave on the whole batch (as channels) rather than once per chunk. Same filters,
 same resampler: it matches librosa within 2e-3 dB (float32 products, as librosa; see the tests).
 """
@@ -50,6 +52,7 @@ import soxr
 import torch
 
 from cmav_data.features.kernels import windowed_mel_power, windowed_power
+from cmav_data.features.reference import reference_power
 from cmav_data.features.specs import CqtSpec, FeatureSpec, LmsSpec, MfccSpec, StftSpec, normalize_features
 
 try:
@@ -131,6 +134,7 @@ class FastFeatures:
             raise ValueError("the fftw engine needs pyFFTW: pip install 'cmav[fftw]'")
         if self.fft != "torch" and self.device.type != "cpu":
             raise ValueError(f"the {self.fft} engine runs on CPU only, not on {self.device}")
+        self.db_offset = 10.0 * float(np.log10(max(spec.amin, reference_power(spec))))
         if isinstance(spec, CqtSpec):
             self.power_of = _CqtPlan(spec, self.device).power
         else:
@@ -163,15 +167,13 @@ class FastFeatures:
         return normalize_features(out, self.spec)
 
     def _to_db(self, power: torch.Tensor) -> torch.Tensor:
-        """10 log10(max(amin, S) / ref) in place, floored at top_db below each chunk's maximum."""
+        """10 log10(max(amin, S) / ref) in place, floored at floor_db (and top_db below each chunk's maximum)."""
         spec = self.spec
-        if spec.db_ref is None:
-            offset = 10.0 * torch.log10(power.amax(dim=(1, 2), keepdim=True).clamp(min=spec.amin))
-        else:
-            offset = 10.0 * float(np.log10(max(spec.amin, spec.db_ref)))
-        db = power.clamp_(min=spec.amin).log10_().mul_(10.0).sub_(offset)
+        db = power.clamp_(min=spec.amin).log10_().mul_(10.0).sub_(self.db_offset)
         if spec.top_db is not None:
             db = torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - spec.top_db, out=db)
+        if spec.floor_db is not None:
+            db = db.clamp_(min=spec.floor_db)
         return db
 
     def _finish(self, power: torch.Tensor) -> torch.Tensor:
@@ -358,7 +360,7 @@ class _CqtPlan:
         self.early_factor = 2 ** min(by_cutoff, max(0, twos - n_octaves + 1))
         sr = spec.sample_rate / self.early_factor
         hop = spec.hop_length // self.early_factor
-        self.octaves = []  # (basis^T [bins, filters] complex64, n_fft, hop, halve afterwards)
+        self.octaves = []  # (sparse basis [filters, bins] complex64, n_fft, hop, halve afterwards)
         my_sr = sr
         for i in range(n_octaves):
             rows = slice(-n_filters * (i + 1), -n_filters * i if i else None)
@@ -368,11 +370,11 @@ class _CqtPlan:
             )
             n_fft = basis.shape[1]
             basis *= filter_lengths[:, None] / float(n_fft)
-            fft_basis = np.fft.fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
+            # librosa's own FFT library (scipy.fft in librosa 0.11): its rounding, not numpy's.
+            fft_basis = librosa.get_fftlib().fft(basis, n=n_fft, axis=1)[:, : n_fft // 2 + 1]
             fft_basis = librosa.util.sparsify_rows(fft_basis, quantile=spec.sparsity, dtype=np.complex64)
-            dense = fft_basis.toarray() * np.sqrt(sr / my_sr)
-            self.octaves.append((torch.from_numpy(np.ascontiguousarray(dense.T, dtype=np.complex64)),
-                                 n_fft, hop, hop % 2 == 0))
+            fft_basis = (fft_basis * np.sqrt(sr / my_sr)).astype(np.complex64).tocsr()
+            self.octaves.append((fft_basis, n_fft, hop, hop % 2 == 0))
             if hop % 2 == 0:
                 hop //= 2
                 my_sr /= 2
@@ -387,12 +389,16 @@ class _CqtPlan:
         if self.early_factor > 1:
             audio = _halve_rate(audio, self.early_factor, spec.res_type)
         responses = []  # top octave first, as librosa
-        for basis_t, n_fft, hop, halve in self.octaves:
+        for basis, n_fft, hop, halve in self.octaves:
             # numpy pads as librosa does, also when a low octave is shorter than the reflection.
             padded = np.pad(audio, ((0, 0), (n_fft // 2, n_fft // 2)), mode=spec.pad_mode)
             frames = torch.from_numpy(padded).to(device, torch.float64).unfold(-1, n_fft, hop)  # window "ones"
-            stft = torch.fft.rfft(frames).to(torch.complex64)
-            responses.append(stft @ basis_t.to(device))
+            stft = torch.fft.rfft(frames).to(torch.complex64).cpu().numpy()  # [B, frames, bins]
+            # scipy's sparse product, as librosa's: its float32 sums run in the same order, so that
+            # quiet bins (down to the -120 dB floor) keep librosa's own rounding, not another one.
+            columns = stft.reshape(-1, stft.shape[2]).T
+            response = (basis @ columns).T.reshape(stft.shape[0], stft.shape[1], -1)
+            responses.append(torch.from_numpy(np.ascontiguousarray(response)).to(device))
             if halve:
                 audio = _halve_rate(audio, 2, spec.res_type)
         n_frames = min(r.shape[1] for r in responses)

@@ -6,15 +6,30 @@ a single librosa call on a whole batch applies ``top_db`` against the loudest ch
 
 from __future__ import annotations
 
+import functools
+
 import librosa
 import numpy as np
 
-from cmav_data.features.specs import CqtSpec, FeatureSpec, LmsSpec, MfccSpec, StftSpec, normalize_features
+from cmav_data.features.specs import (FULL_SCALE, FULL_SCALE_HZ, CqtSpec, FeatureSpec, LmsSpec, MfccSpec, StftSpec,
+                                      normalize_features)
+
+
+@functools.lru_cache(maxsize=None)
+def reference_power(spec: FeatureSpec) -> float:
+    """The power mapped to 0 dB: ``spec.db_ref``, or for "full_scale" the largest power of a
+    full-scale (amplitude 1) 1 kHz sine over the whole chunk in this representation, computed
+    here with librosa and shared by the fast path (so both use the very same number)."""
+    if spec.db_ref != FULL_SCALE:
+        return float(spec.db_ref)
+    t = np.arange(spec.n_samples) / spec.sample_rate
+    sine = np.sin(2 * np.pi * FULL_SCALE_HZ * t).astype(np.float32)
+    return float(_power(sine, spec).max())
 
 
 def _power_to_db(power: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    ref = np.max if spec.db_ref is None else spec.db_ref
-    return librosa.power_to_db(power, ref=ref, amin=spec.amin, top_db=spec.top_db)
+    db = librosa.power_to_db(power, ref=reference_power(spec), amin=spec.amin, top_db=spec.top_db)
+    return db if spec.floor_db is None else np.maximum(db, spec.floor_db)
 
 
 def _stft_power(audio: np.ndarray, spec: StftSpec) -> np.ndarray:
@@ -42,18 +57,23 @@ def _cqt_power(audio: np.ndarray, spec: CqtSpec) -> np.ndarray:
     return np.abs(cqt) ** 2
 
 
+def _power(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """The power that ends in dB: mel power for LMS and MFCC, |STFT|^2, |CQT|^2."""
+    if isinstance(spec, LmsSpec):
+        return _mel_power(audio, spec)
+    if isinstance(spec, StftSpec):
+        return _stft_power(audio, spec)
+    return _cqt_power(audio, spec)
+
+
 def reference_chunk(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """Features of one chunk (float32 [n_samples]) as float32 [rows, frames], before normalisation."""
+    db = _power_to_db(_power(audio, spec), spec)
     if isinstance(spec, MfccSpec):
-        log_mel = _power_to_db(_mel_power(audio, spec), spec)
         return librosa.feature.mfcc(
-            S=log_mel, n_mfcc=spec.n_mfcc, dct_type=2, norm=spec.dct_norm, lifter=spec.lifter
+            S=db, n_mfcc=spec.n_mfcc, dct_type=2, norm=spec.dct_norm, lifter=spec.lifter
         ).astype(np.float32)
-    if isinstance(spec, LmsSpec):
-        return _power_to_db(_mel_power(audio, spec), spec).astype(np.float32)
-    if isinstance(spec, StftSpec):
-        return _power_to_db(_stft_power(audio, spec), spec).astype(np.float32)
-    return _power_to_db(_cqt_power(audio, spec), spec).astype(np.float32)
+    return db.astype(np.float32)
 
 
 def reference_features(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:

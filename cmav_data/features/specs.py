@@ -4,11 +4,23 @@ The defaults follow the 2017 Sub-URMP paper's setting and librosa's own defaults
 at 44.1 kHz (22,050 samples): n_fft 2048, hop 512, centred frames padded with zeros (librosa's
 ``center=True, pad_mode="constant"``), so every representation has 1 + 22050 // 512 = 44 frames.
 
-All representations end in decibels of *power*: ``10 log10(max(amin, S) / ref)``, floored at
-``top_db`` below the chunk's own maximum (per chunk, never per batch: a batch-wide top_db shifts
-quiet chunks by several dB). ``db_ref=None`` means "the chunk's maximum" (librosa ``ref=np.max``,
-values in [-top_db, 0]); MFCC keeps librosa's ``ref=1.0``. ``normalize="standard"`` then scales each
-chunk to zero mean and unit variance (a constant chunk becomes all zeros).
+All representations end in decibels of *power*, ``10 log10(max(amin, S) / ref)``, against one fixed
+level reference and a fixed floor, the same for every chunk and every representation:
+
+- ``db_ref="full_scale"`` (the default): 0 dB is the peak power that a full-scale sine (amplitude 1)
+  at 1 kHz, lasting the whole chunk, reaches in this representation (its largest value; for MFCC,
+  in the log-mel it is computed from). A number instead is that power itself (librosa's ``ref``).
+  So a chunk's level is its level, not its level relative to its own loudest bin: digital silence
+  and near-silent chunks stay quiet, a quiet chunk is below a loud one.
+- ``floor_db=-120``: values are raised to this fixed floor (dB against the reference; real
+  recordings here sit between about -140 and -8 dB of a full-scale 1 kHz sine, half of their
+  values below -85 dB). Digital silence is the floor everywhere (MFCC: c0 at its minimum).
+- ``top_db`` (None by default) adds librosa's floor relative to each chunk's own maximum (per chunk,
+  never per batch: a batch-wide top_db shifts quiet chunks by several dB).
+
+``normalize="standard"`` then scales each chunk to zero mean and unit variance (a constant chunk
+becomes all zeros); training code standardises per row on training data instead
+(``cmav_models.compare_features``).
 
 A spec's ``to_dict()`` (with its kind) is what is recorded beside the features and hashed into
 the cache key, so any changed parameter gives a new output folder.
@@ -24,10 +36,22 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 NORMALIZATIONS = ("none", "standard")
+FULL_SCALE = "full_scale"  # db_ref: 0 dB = the peak of a full-scale 1 kHz sine (module docstring)
+FULL_SCALE_HZ = 1000.0
+FLOOR_DB = -120.0
 
 
 class SpecError(ValueError):
     """An invalid feature parameter (unknown name, bad value)."""
+
+
+def _check_levels(spec: Any) -> None:
+    if spec.normalize not in NORMALIZATIONS:
+        raise SpecError(f"normalize must be one of {NORMALIZATIONS}, not {spec.normalize!r}")
+    if isinstance(spec.db_ref, str) and spec.db_ref != FULL_SCALE:
+        raise SpecError(f"db_ref must be {FULL_SCALE!r} or a positive power, not {spec.db_ref!r}")
+    if not isinstance(spec.db_ref, str) and not spec.db_ref > 0:
+        raise SpecError(f"db_ref must be {FULL_SCALE!r} or a positive power, not {spec.db_ref!r}")
 
 
 @dataclass(frozen=True)
@@ -43,13 +67,13 @@ class StftSpec:
     center: bool = True  # frames centred on t * hop, the signal padded by n_fft // 2 each side
     pad_mode: str = "constant"  # librosa's default: zeros (torch/torchaudio default to reflect)
     amin: float = 1e-10  # floor on power before the log
-    top_db: float | None = 80.0  # floor at (chunk max - top_db) dB; None = no floor
-    db_ref: float | None = None  # power mapped to 0 dB; None = the chunk's maximum
+    db_ref: float | str = FULL_SCALE  # power mapped to 0 dB: "full_scale" (module docstring) or a power
+    floor_db: float | None = FLOOR_DB  # fixed floor in dB against db_ref; None = none
+    top_db: float | None = None  # also floor at (chunk max - top_db) dB, librosa's; None = not
     normalize: str = "none"  # "none" or "standard" (per chunk zero mean, unit variance)
 
     def __post_init__(self) -> None:
-        if self.normalize not in NORMALIZATIONS:
-            raise SpecError(f"normalize must be one of {NORMALIZATIONS}, not {self.normalize!r}")
+        _check_levels(self)
         if self.pad_mode not in ("constant", "reflect"):
             raise SpecError(f"pad_mode must be 'constant' or 'reflect', not {self.pad_mode!r}")
         for name in ("sample_rate", "n_samples", "hop_length"):
@@ -96,7 +120,6 @@ class MfccSpec(LmsSpec):
     """Mel-frequency cepstral coefficients: DCT-II of the log-mel spectrogram (librosa.feature.mfcc)."""
 
     kind: ClassVar[str] = "mfcc"
-    db_ref: float | None = 1.0  # librosa.feature.mfcc's power_to_db(ref=1.0)
     n_mfcc: int = 20
     dct_norm: str | None = "ortho"
     lifter: float = 0.0
@@ -108,14 +131,22 @@ class MfccSpec(LmsSpec):
 
 @dataclass(frozen=True)
 class CqtSpec:
-    """Log-power constant-Q transform (librosa.cqt: recursive octave downsampling)."""
+    """Log-power constant-Q transform (librosa.cqt: recursive octave downsampling).
+
+    The default band, A1 (55 Hz) to G#9 (13.3 kHz) in 8 octaves, reaches as high as the other kinds
+    need (above 8 kHz) while its longest filter (13,897 samples at 55 Hz) stays shorter than a
+    0.5 s chunk and every octave's FFT fits the (downsampled) chunk, so librosa does not warn. From
+    C1 (librosa's default) the lowest filters would be longer than the chunk and 84 bins would stop
+    at 3.95 kHz. The cost: fundamentals below 55 Hz (the lowest notes of double bass and tuba) are
+    seen only through their harmonics.
+    """
 
     kind: ClassVar[str] = "cqt"
     sample_rate: int = 44100
     n_samples: int = 22050
     hop_length: int = 512  # must be divisible by 2 ** (octaves - 1)
-    fmin: float = 32.703195662574764  # C1, librosa's default
-    n_bins: int = 84  # 7 octaves, C1..B7
+    fmin: float = 55.0  # A1 (see the class docstring)
+    n_bins: int = 96  # 8 octaves, A1..G#9
     bins_per_octave: int = 12
     tuning: float = 0.0  # fixed; librosa would otherwise estimate it per chunk
     filter_scale: float = 1.0
@@ -124,13 +155,13 @@ class CqtSpec:
     res_type: str = "soxr_hq"  # octave downsampler
     pad_mode: str = "constant"
     amin: float = 1e-10
-    top_db: float | None = 80.0
-    db_ref: float | None = None
+    db_ref: float | str = FULL_SCALE
+    floor_db: float | None = FLOOR_DB
+    top_db: float | None = None
     normalize: str = "none"
 
     def __post_init__(self) -> None:
-        if self.normalize not in NORMALIZATIONS:
-            raise SpecError(f"normalize must be one of {NORMALIZATIONS}, not {self.normalize!r}")
+        _check_levels(self)
         n_octaves = -(-self.n_bins // self.bins_per_octave)
         if self.hop_length % 2 ** (n_octaves - 1):
             raise SpecError(f"hop_length {self.hop_length} is not divisible by 2**{n_octaves - 1}")

@@ -8,24 +8,37 @@ in ``manifests/suburmp_published_recordings.csv``. Sources: URMP (CC BY-NC-SA 4.
 Conventions (the published release's, the defaults here):
 - a recording is one player's separated track (``AuSep``); byte-identical tracks that appear in two
   pieces (URMP's 24/25 Pirates viola) are one recording, attributed to the first piece;
-- recording index NN: per class, recordings in order of (piece number, part index), from 00;
+- membership (``cmav_data.recipes.membership``): on a URMP copy, the published release's 72
+  recordings, matched to URMP's tracks by class and duration (and by the release's own audio with
+  ``release_dir``), numbered and split as published; elsewhere, or when asked, ``all`` tracks
+  (Sub-URMP-style, not the release), numbered and split by the rules below;
+- recording index NN (``all``): per class, recordings in order of (piece number, part index), from 00;
 - a pair is a window of ``window`` seconds every ``hop`` seconds, named ``<class><NN>_<t>`` with t the
-  window's END in milliseconds (500, 600, ...); a window is kept while it lies inside both the audio
-  and the video;
+  window's END in milliseconds (500, 600, ...); a window is kept while it lies inside the audio and
+  its image frame (below) inside the video;
 - sound: the window of the track resampled to 44.1 kHz (soxr HQ), 16-bit PCM WAV with two identical
   channels (as published);
-- image: the video frame shown at the instant just before t, i.e. frame ``ceil(t * fps) - 1``
-  counted from 0 (exact rational arithmetic, so 29.97 fps is frame accurate), cropped to the player's
+- image (``frame="start"``, the paper's): the first frame shown at or after the window's start
+  t - window, frame ``ceil((t - window) * fps)`` counted from 0; ``frame="end"``: the frame shown
+  just before t, ``ceil(t * fps) - 1`` (both in exact integer arithmetic: at 30000/1001 fps some
+  window starts fall exactly on a frame's start, where a float product could round either way), cropped to the player's
   column (``cmav_data.layout.player_box``, or a row of ``manifests/suburmp_crops.csv``), JPEG at the
   crop's own resolution, encoded from the video's 4:2:0 YCbCr (BT.601, or untagged: only the range
   is expanded; other colorspaces go through RGB). The published images came from per-player
   footage URMP does not distribute; cmav's are crops of the public assembled video;
-- split by whole recording: per class one recording held out for validation, two for classes with
+- split (``all``) by whole recording: per class one recording held out for validation, two for classes with
   10 or more recordings; held out are the recordings at positions 1 and n-2 of the class's NN order
   (position 1 alone when one is held out). On the published class sizes this gives exactly the
   published number of held-out recordings per class (sax: 01 and 08, as published).
 Per pair the manifest also records the note coverage of the window (``Notes_*``), its mean voiced
 F0 (``F0s_*``), and a silent flag (RMS below ``silence_dbfs``).
+
+Input that is not URMP's format follows inspect-urmp's rules (``cmav_data.corpora.urmp``): a track
+whose WAV is shorter than its header says, or not at 48 kHz, is a failure naming the file (what
+``inspect-urmp --strict`` fails on; ``--fault-tolerant`` builds the rest). Warnings, in
+``build.json`` and on stderr: an empty ``Notes_``/``F0s_`` file (note coverage / mean F0 are then
+null, not 0), and a track that is not mono, with how it was mixed: the mean of its channels, or the
+loudest channel alone when that mean is more than 20 dB quieter (anti-phase channels would cancel).
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ import shutil
 import time
 from collections import defaultdict, deque
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Collection, Iterator
@@ -54,23 +67,33 @@ from tqdm import tqdm
 import cmav_data
 from cmav_data.atomic import write_bytes, write_text
 from cmav_data.checksum import sha256_bytes, sha256_file
-from cmav_data.corpora.urmp import Part, Piece, UrmpError, load_urmp, read_f0s, read_notes
+from cmav_data.corpora.urmp import (MISSING_FILE, Part, Piece, UrmpError, annotation_problem, channels_problem,
+                                    load_urmp, read_f0s, read_notes, sample_rate_problem)
 from cmav_data.images import crop_planes, encode_jpeg, encode_jpeg_planes, encode_jpeg_rgb, pad_square
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.layout import player_box
 from cmav_data.manifest import PAIR_SCHEMA, table_metadata, write_table
-from cmav_data.manifests import MANIFESTS_DIR
+from cmav_data.manifests import reference_path
 from cmav_data.media import MediaError, probe_audio, probe_video, read_audio_mono, resample, wav_bytes
 from cmav_data.progress import progress_map
-from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, split_counts
+from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, guarded_build, split_counts
+from cmav_data.recipes.membership import (Candidate, Membership, MembershipError, MembershipRequest, choose_mode,
+                                          match_by_duration, membership_csv, published_table, read_table_file,
+                                          settle_by_audio, summary)
 
 SPLITS = ("train", "validation")
+FRAME_RULES = ("start", "end")
+FRAME_RULE_TEXT = {
+    "start": "the first frame shown at or after the window's start: frame ceil((t - window) * fps) from 0 "
+             "(the paper's first frame of each chunk)",
+    "end": "the frame shown just before the window's end t: frame ceil(t * fps) - 1 from 0",
+}
 ENCODER_THREADS = 2
 MAX_PENDING_CROPS = 16
 # Colorspaces whose YCbCr is JPEG's (BT.601); FFmpeg also reads untagged video as BT.601.
 BT601 = {int(Colorspace.ITU601), int(Colorspace.FCC), 2, 6}  # 2: unspecified, 6: SMPTE 170M
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG
-COMMITTED_CROPS = MANIFESTS_DIR / "suburmp_crops.csv"
+COMMITTED_CROPS = reference_path("suburmp_crops.csv")
 
 
 @dataclass(frozen=True)
@@ -86,10 +109,13 @@ class SubUrmpOptions:
     drop_silent: bool = False
     silence_dbfs: float = -60.0
     max_length_mismatch: float = 1.0  # seconds a track and its video may differ by
+    frame: str = "start"  # which frame of the window is its image: FRAME_RULES, see frame_index
 
     def __post_init__(self) -> None:
         if self.window_ms <= 0 or self.hop_ms <= 0:
             raise ValueError("window and hop must be positive")
+        if self.frame not in FRAME_RULES:
+            raise ValueError(f"frame must be one of {', '.join(FRAME_RULES)}, got {self.frame!r}")
         if self.window_ms * self.sample_rate % 1000:
             raise ValueError(f"a {self.window_ms} ms window is not a whole number of samples at {self.sample_rate} Hz")
 
@@ -121,6 +147,10 @@ class SubUrmpPlan:
     recordings: list[Recording]
     failures: list[UnitFailure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    membership_mode: str = "all"
+    membership_statement: str = ""
+    membership: Membership | None = None  # None with membership "all"
+    tracks: dict[str, tuple[str, int]] = field(default_factory=dict)  # take key -> (piece folder, part)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,10 +166,17 @@ class _PieceProbe:
     size: tuple[int, int] | None
     parts: tuple[tuple[int, str | None, int | None, int | None], ...]  # (part, sha256, frames, sr)
     failures: tuple[UnitFailure, ...]
+    warnings: tuple[str, ...]
+
+
+_Take = tuple[Piece, Part, _PieceProbe, int | None, int | None]  # piece, part, probe, audio frames, rate
 
 
 def _probe_piece(piece: Piece) -> _PieceProbe:
-    failures = []
+    """Probe a piece's media. The rules of what is not URMP's format are inspect-urmp's
+    (``cmav_data.corpora.urmp``): its problems are failures here, except empty annotations and
+    non-mono tracks, which are warnings (null note coverage / F0; the mix is said)."""
+    failures, warnings = [], []
     video_sha = fps = size = n_frames = None
     try:
         v = probe_video(piece.video)
@@ -150,14 +187,22 @@ def _probe_piece(piece: Piece) -> _PieceProbe:
     for part in piece.parts:
         try:
             info = probe_audio(part.audio)
-            for annotation in (part.notes, part.f0s):
-                if not annotation.is_file():
-                    raise MediaError(annotation, "missing file")
+            if cause := sample_rate_problem(info):
+                raise MediaError(part.audio, cause)
+            for annotation, what in ((part.notes, "note coverage"), (part.f0s, "mean F0")):
+                cause = annotation_problem(annotation)
+                if cause == MISSING_FILE:
+                    raise MediaError(annotation, cause)
+                if cause:
+                    warnings.append(f"{annotation}: {cause}; {what} recorded as missing (null)")
+            if cause := channels_problem(part.audio, info):
+                warnings.append(f"{part.audio}: {cause}")
             parts.append((part.index, sha256_file(part.audio), info.frames, info.samplerate))
         except MediaError as e:
             failures.append(UnitFailure(part.key, e.path, e.cause))
             parts.append((part.index, None, None, None))
-    return _PieceProbe(piece.folder, video_sha, n_frames, fps, size, tuple(parts), tuple(failures))
+    return _PieceProbe(piece.folder, video_sha, n_frames, fps, size, tuple(parts), tuple(failures),
+                       tuple(warnings))
 
 
 def read_crop_table(path: str | os.PathLike) -> dict[tuple[str, int], tuple[int, int, int, int]]:
@@ -194,30 +239,51 @@ def held_out_positions(n: int) -> tuple[int, ...]:
     return (1,)
 
 
-def window_ends_ms(audio_seconds: Fraction, video_seconds: Fraction, options: SubUrmpOptions) -> tuple[int, ...]:
-    """Window ends t (ms) from ``window_ms`` by ``hop_ms`` while the window lies inside audio and video."""
-    limit = min(audio_seconds, video_seconds) * 1000
+def window_ends_ms(audio_seconds: Fraction, options: SubUrmpOptions) -> tuple[int, ...]:
+    """Window ends t (ms) from ``window_ms`` by ``hop_ms`` while the window lies inside the track."""
+    limit = audio_seconds * 1000
     if limit < options.window_ms:
         return ()
     n = int((limit - options.window_ms) // options.hop_ms) + 1
     return tuple(options.window_ms + k * options.hop_ms for k in range(n))
 
 
-def frame_index(t_ms: int, fps: Fraction | int) -> int:
-    """The frame shown at the instant just before t: ceil(t * fps) - 1, exactly."""
+def pair_window_ends_ms(audio_seconds: Fraction, video_frames: int, fps: Fraction,
+                        options: SubUrmpOptions) -> tuple[int, ...]:
+    """The pairs' window ends: windows inside the track whose image frame is in the video.
+
+    With the end rule the window must end by the video's end; with the start rule only its first
+    frame must exist, so a video cut a few frames short of its audio (URMP's are cut to whole frames)
+    loses no pair and a track's pairs are its length's, as the release's are.
+    """
+    return tuple(t for t in window_ends_ms(audio_seconds, options)
+                 if frame_index(t, fps, options.window_ms, options.frame) < video_frames)
+
+
+def frame_index(t_ms: int, fps: Fraction | int, window_ms: int = 500, rule: str = "start") -> int:
+    """The image frame of the window ending at t (frames counted from 0, frame k shown from k / fps).
+
+    ``start``: the first frame shown at or after the window's start, ceil((t - window) * fps);
+    ``end``: the frame shown just before t, ceil(t * fps) - 1. Integer ceilings: exact, and fast on
+    the per-pair path.
+    """
     fps = Fraction(fps)
-    num, den = t_ms * fps.numerator, 1000 * fps.denominator
-    return -(-num // den) - 1  # integer ceil: exact, and fast on the per-pair path
+    ms = t_ms - window_ms if rule == "start" else t_ms
+    ceil = -(-ms * fps.numerator // (1000 * fps.denominator))
+    return ceil if rule == "start" else ceil - 1
 
 
 def plan_suburmp(urmp_dir: str | os.PathLike, options: SubUrmpOptions, split_file: str | os.PathLike | None = None,
                  crop_table: str | os.PathLike | None = None, executor: Executor | None = None,
-                 progress: bool = True) -> SubUrmpPlan:
+                 progress: bool = True, membership: MembershipRequest = MembershipRequest()) -> SubUrmpPlan:
     try:
         corpus = load_urmp(urmp_dir)
-    except UrmpError as e:
+        demo_marker = Path(urmp_dir) / "demo.json"
+        mode, statement = choose_mode(membership.mode, [p.folder for p in corpus.pieces], membership.file,
+                                      membership.release_dir, demo_marker if demo_marker.is_file() else None)
+    except (UrmpError, MembershipError) as e:
         raise BuildError(str(e)) from None
-    plan = SubUrmpPlan(recordings=[])
+    plan = SubUrmpPlan(recordings=[], membership_mode=mode, membership_statement=statement)
     for problem in corpus.problems:
         if "in the index" in problem.cause:  # a partial copy, or pieces a user added
             plan.warnings.append(str(problem))
@@ -231,12 +297,13 @@ def plan_suburmp(urmp_dir: str | os.PathLike, options: SubUrmpOptions, split_fil
     probes = {p.folder: p for p in progress_map(_probe_piece, corpus.pieces, executor, desc="probe", unit="piece",
                                                  enabled=progress)}
     # One entry per distinct take, in (piece, part) order; identical takes join the first one.
-    takes: list[tuple[Piece, Part, _PieceProbe, int | None, int | None]] = []
+    takes: list[_Take] = []
     first_by_sha: dict[str, int] = {}
     also: dict[int, list[str]] = defaultdict(list)
     for piece in corpus.pieces:
         probe = probes[piece.folder]
         plan.failures.extend(probe.failures)
+        plan.warnings.extend(probe.warnings)
         for part, (_, sha, frames, sr) in zip(piece.parts, probe.parts):
             if sha is not None and sha in first_by_sha:
                 also[first_by_sha[sha]].append(part.key)
@@ -245,23 +312,14 @@ def plan_suburmp(urmp_dir: str | os.PathLike, options: SubUrmpOptions, split_fil
                 first_by_sha[sha] = len(takes)
             takes.append((piece, part, probe, frames, sr))
 
-    by_class: dict[str, list[int]] = defaultdict(list)
-    for i, (_, part, *_rest) in enumerate(takes):
-        by_class[part.instrument.class_name].append(i)
-    split_of: dict[int, str] = {}
-    lonely = sorted(c for c, members in by_class.items() if len(members) < 2)
-    if lonely and splits is None:
-        plan.warnings.append(f"no validation data for {', '.join(lonely)}: one recording each")
-    for class_name, members in by_class.items():
-        held = {members[p] for p in held_out_positions(len(members))}
-        for i in members:
-            split_of[i] = "validation" if i in held else "train"
-
-    names = {}
-    for class_name, members in by_class.items():
-        for nn, i in enumerate(members):
-            names[i] = f"{class_name}{nn:02d}"
+    plan.tracks = {part.key: (piece.folder, part.index) for piece, part, *_ in takes}
+    if mode == "all":
+        names, split_of = _every_take(takes, plan, warn_lonely=splits is None)
+    else:
+        names, split_of = _matched_takes(takes, options, membership, plan)
     for i, (piece, part, probe, frames, sr) in enumerate(takes):
+        if i not in names:
+            continue  # left out of the membership (listed in membership.csv)
         name = names[i]
         split = split_of[i]
         if splits is not None:
@@ -291,10 +349,75 @@ def plan_suburmp(urmp_dir: str | os.PathLike, options: SubUrmpOptions, split_fil
             nn=int(name[-2:]), piece=piece.folder, part=part.index, split=split, audio=str(part.audio),
             notes=str(part.notes), f0s=str(part.f0s), video=str(piece.video), crop=crop,
             audio_sha256=probe.parts[part.index - 1][1], video_sha256=probe.video_sha256,
-            also_in=tuple(also[i]), window_ends_ms=window_ends_ms(audio_s, video_s, options),
+            also_in=tuple(also[i]),
+            window_ends_ms=pair_window_ends_ms(audio_s, probe.video_frames, probe.fps, options),
         ))
     plan.recordings.sort(key=lambda r: (r.class_index, r.nn))
     return plan
+
+
+def _every_take(takes: list[_Take], plan: SubUrmpPlan, warn_lonely: bool) -> tuple[dict[int, str], dict[int, str]]:
+    """Membership ``all``: names (NN in (piece, part) order) and splits (held-out positions) per take."""
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for i, (_, part, *_rest) in enumerate(takes):
+        by_class[part.instrument.class_name].append(i)
+    lonely = sorted(c for c, members in by_class.items() if len(members) < 2)
+    if lonely and warn_lonely:
+        plan.warnings.append(f"no validation data for {', '.join(lonely)}: one recording each")
+    names, split_of = {}, {}
+    for class_name, members in by_class.items():
+        held = {members[p] for p in held_out_positions(len(members))}
+        for nn, i in enumerate(members):
+            names[i] = f"{class_name}{nn:02d}"
+            split_of[i] = "validation" if i in held else "train"
+    return names, split_of
+
+
+def _matched_takes(takes: list[_Take], options: SubUrmpOptions, request: MembershipRequest,
+                   plan: SubUrmpPlan) -> tuple[dict[int, str], dict[int, str]]:
+    """Membership ``release`` or ``file``: the table's names and splits for the takes matched to it."""
+    try:
+        table = read_table_file(request.file) if request.file else published_table()
+        # The table's t values fix its window and hop; the build's own window code turns each take's
+        # length into window ends under them (the release's recordings are whole tracks).
+        windows = replace(options, window_ms=table.window_ms, hop_ms=table.hop_ms)
+    except (MembershipError, ValueError) as e:
+        raise BuildError(str(e)) from None
+    candidates = []
+    for piece, part, probe, frames, sr in takes:
+        ends = window_ends_ms(Fraction(frames, sr), windows) if frames is not None else ()
+        candidates.append(Candidate(part.key, piece.number, part.index, part.instrument.class_name,
+                                    (ends[0], ends[-1], len(ends)) if ends else None))
+    membership = match_by_duration(table, candidates)
+    if request.release_dir:
+        audio_of = {part.key: part.audio for _, part, *_rest in takes}
+
+        def track_audio(key: str, sample_rate: int) -> np.ndarray:
+            x, sr_in, _mix = read_audio_mono(audio_of[key])
+            return resample(x, sr_in, sample_rate)
+
+        try:
+            membership = settle_by_audio(membership, candidates, request.release_dir, track_audio)
+        except (MembershipError, MediaError) as e:
+            raise BuildError(str(e)) from None
+    plan.membership = membership
+    unmatched = membership.unmatched
+    if unmatched and not request.allow_unmatched:
+        raise BuildError(
+            f"{len(unmatched)} of the {len(membership.assignments)} recordings of {table.source} match no track of "
+            "this tree (a copy that does not match is most likely incomplete or another version of URMP; "
+            "--allow-unmatched builds the rest):\n" + "\n".join(f"  {a.recording.name}: {a.note}" for a in unmatched))
+    if unmatched:
+        plan.warnings.append(f"{len(unmatched)} recordings of {table.source} unmatched and left out (--allow-unmatched): "
+                             f"{', '.join(a.recording.name for a in unmatched)}; see membership.csv")
+    by_rule = [a.recording.name for a in membership.matched if a.how == "rule"]
+    if by_rule:
+        plan.warnings.append(f"{len(by_rule)} recordings matched by the tie rule, not by audio: {', '.join(by_rule)}; "
+                             "see membership.csv (--release-dir settles them by the release's own audio)")
+    position = {part.key: i for i, (_, part, *_rest) in enumerate(takes)}
+    names = {position[a.track]: a.recording.name for a in membership.matched}
+    split_of = {position[a.track]: a.recording.split for a in membership.matched}
+    return names, split_of
 
 
 # ----------------------------------------------------------------------------------------------
@@ -319,9 +442,11 @@ def media_paths(rec: Recording, t_ms: int, image_size: int | None = None) -> tup
     return f"img/{sub}.jpg", f"chunk/{sub}.wav", square
 
 
-def _window_stats(rec: Recording, options: SubUrmpOptions) -> Iterator[tuple[int, bytes, float, float, bool]]:
-    """(t_ms, wav bytes, note coverage, mean F0, silent) per window of a recording."""
-    x, sr_in = read_audio_mono(rec.audio)
+def _window_stats(rec: Recording,
+                  options: SubUrmpOptions) -> Iterator[tuple[int, bytes, float | None, float | None, bool]]:
+    """(t_ms, wav bytes, note coverage, mean F0, silent) per window of a recording; coverage and F0
+    are None when their annotation file holds nothing (the plan warned)."""
+    x, sr_in, _mix = read_audio_mono(rec.audio)  # the plan said how, for a track that is not mono
     x = resample(x, sr_in, options.sample_rate)
     notes = read_notes(rec.notes)
     f0s = read_f0s(rec.f0s)
@@ -339,10 +464,10 @@ def _window_stats(rec: Recording, options: SubUrmpOptions) -> Iterator[tuple[int
         silent = rms <= 10 ** (options.silence_dbfs / 20)
         t1 = t_ms / 1000
         t0 = t1 - w
-        coverage = _note_coverage(notes, t0, t1) / w
+        coverage = _note_coverage(notes, t0, t1) / w if len(notes) else None
         rows = f0s[np.searchsorted(f0_times, t0, "left") : np.searchsorted(f0_times, t1, "left")]
         voiced = rows[rows[:, 1] > 0, 1]
-        mean_f0 = float(voiced.mean()) if len(voiced) else 0.0
+        mean_f0 = (float(voiced.mean()) if len(voiced) else 0.0) if len(f0s) else None
         yield t_ms, wav_bytes(chunk, options.sample_rate, options.channels), coverage, mean_f0, silent
 
 
@@ -381,7 +506,7 @@ def _build_piece(job: _PieceJob) -> list[UnitFailure]:
                 row = dict(
                     id=f"{rec.name}_{t_ms}", split=rec.split, class_name=rec.class_name, class_index=rec.class_index,
                     recording=rec.name, piece=rec.piece, part=rec.part, t_start=(t_ms - opts.window_ms) / 1000,
-                    t_end=t_ms / 1000, frame_index=frame_index(t_ms, job.fps), image_path=img_rel, image_sha256="",
+                    t_end=t_ms / 1000, frame_index=frame_index(t_ms, job.fps, opts.window_ms, opts.frame), image_path=img_rel, image_sha256="",
                     audio_path=wav_rel, audio_sha256=sha256_bytes(wav), note_coverage=coverage, mean_f0=mean_f0,
                     silent=silent, source_audio_sha256=rec.audio_sha256, source_video_sha256=rec.video_sha256,
                 )
@@ -496,6 +621,8 @@ def _cut_images(job: _PieceJob, wanted: dict[int, list[tuple[Recording, dict]]])
     except MediaError:
         raise
     except Exception as e:  # PyAV's decode errors on corrupt or truncated data
+        if isinstance(e, OSError) and e.filename and Path(e.filename).is_relative_to(out):
+            raise  # writing OUT failed (a full disk, a file-size limit): no fault of the video
         raise MediaError(job.video, f"video decode failed ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if wanted:
         raise MediaError(job.video, f"video ends before frame {min(wanted)} (truncated?)")
@@ -520,13 +647,17 @@ class BuildResult:
     failures: list[UnitFailure]
     warnings: list[str]
     seconds: float
+    membership: dict  # build.json's "membership" entry
 
 
+@guarded_build("build-suburmp", out="out_dir",
+               inputs={"urmp_dir": "URMP_DIR", "split_file": "--split-file", "crop_table": "--crop-table"})
 def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, options: SubUrmpOptions = SubUrmpOptions(),
                   *, split_file: str | os.PathLike | None = None, crop_table: str | os.PathLike | None = None,
                   executor: Executor | None = None, resume: bool = False, overwrite: bool = False,
                   fault_tolerant: bool = False, embed: bool = False, shard_size: int = 256 * 10**6,
-                  workers: int = 1, progress: bool = True) -> BuildResult:
+                  workers: int = 1, progress: bool = True,
+                  membership: MembershipRequest = MembershipRequest()) -> BuildResult:
     """Build Sub-URMP from a URMP tree into ``out_dir``. See the module docstring for conventions.
 
     ``workers``: how many pieces the executor runs at once. Pieces go longest first; with one
@@ -538,22 +669,27 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
     built and the failures are returned (and written to ``failures.jsonl``).
     With ``embed`` the media end up inside Parquet shards (``data/<split>-NNNNN-of-NNNNN.parquet``,
     ``index.json``: the layout ``cmav-data publish`` writes) instead of one file per image and sound.
+    ``membership``: which tracks are built, under which names and splits (``--membership``); a
+    matched membership also writes ``membership.csv``.
     """
     if embed and options.image_size:
         raise BuildError("--embed stores each pair's crop only; drop --image-size and resize when loading")
     started = time.perf_counter()
-    plan = plan_suburmp(urmp_dir, options, split_file, crop_table, executor, progress)
+    plan = plan_suburmp(urmp_dir, options, split_file, crop_table, executor, progress, membership)
     if plan.failures and not fault_tolerant:
         raise BuildError("bad input (--fault-tolerant builds the rest):\n" + "\n".join(f"  {f}" for f in plan.failures))
     build = BuildDir(out_dir)
     plan_record = {
         "kind": "suburmp",
         "options": asdict(options),
+        "membership": plan.membership_mode,
         "recordings": [{"name": r.name, "split": r.split, "audio_sha256": r.audio_sha256,
                         "video_sha256": r.video_sha256, "crop": r.crop} for r in plan.recordings],
         "embed": {"shard_size": shard_size} if embed else None,
     }
     build.start(plan_record, resume=resume, overwrite=overwrite)
+    if plan.membership is not None:
+        write_text(build.root / "membership.csv", membership_csv(plan.membership, plan.tracks))
 
     jobs = []
     by_video: dict[str, list[Recording]] = defaultdict(list)
@@ -585,12 +721,16 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
     metadata = table_metadata("suburmp", asdict(options))
     table = build.assemble(order, PAIR_SCHEMA, metadata)
     counts = split_counts(table)
+    membership_entry = summary(plan.membership_mode, plan.membership_statement, plan.membership,
+                               {s: sum(c[s] for c in counts.values()) for s in SPLITS})
     seconds = time.perf_counter() - started
     build.write_failures(failures)
     write_text(build.root / "build.json", json.dumps({
         "kind": "suburmp",
         "schema_version": json.loads(metadata[b"cmav"])["schema_version"],
         "options": asdict(options),
+        "frame_rule": FRAME_RULE_TEXT[options.frame],
+        "membership": membership_entry,
         "source": str(Path(urmp_dir).resolve()),
         "n_recordings": len(set(table.column("recording").to_pylist())),
         "n_pairs": table.num_rows,
@@ -604,7 +744,7 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
     }, indent=2) + "\n")
     if embed:
         _embed_media(build.root, shard_size, executor, progress)
-    return BuildResult(build.root, table.num_rows, counts, failures, plan.warnings, seconds)
+    return BuildResult(build.root, table.num_rows, counts, failures, plan.warnings, seconds, membership_entry)
 
 
 def versions() -> dict[str, str]:
@@ -627,9 +767,9 @@ def _embed_media(root: Path, shard_size: int, executor: Executor | None, progres
     ``--resume``, and one killed after it only finishes removing the files.
     """
     from cmav_data.shards.index import INDEX_NAME
-    from cmav_data.shards.publish import publish
+    from cmav_data.shards.publish import publish_into_locked_folder
 
-    if not (root / INDEX_NAME).is_file():
-        publish(root, root, shard_size=shard_size, executor=executor, progress=progress)
+    if not (root / INDEX_NAME).is_file():  # the build holds OUT's lock
+        publish_into_locked_folder(root, root, shard_size=shard_size, executor=executor, progress=progress)
     for media_dir in [root / "img", root / "chunk", *root.glob("img_*")]:
         shutil.rmtree(media_dir, ignore_errors=True)
