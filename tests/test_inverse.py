@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
@@ -47,7 +48,14 @@ def test_the_output_level_is_fixed_whatever_the_input_level_and_silence_stays_si
 
 def test_the_db_mapping_is_the_specs():
     assert db_to_power(np.array([0.0, -10.0]), LmsSpec(db_ref=4.0)) == pytest.approx([4.0, 0.4])
-    assert db_to_power(np.array([0.0]), SPEC) == pytest.approx([1.0])  # per-chunk maximum: back at power 1
+    # The default full-scale reference: 0 dB is the mel power peak of a full-scale 1 kHz sine.
+    t = np.arange(SPEC.n_samples) / SPEC.sample_rate
+    sine = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    lms = reference_chunk(sine, SPEC)
+    assert lms.max() == pytest.approx(0.0, abs=1e-4)
+    mel_power = librosa.feature.melspectrogram(y=sine, sr=SPEC.sample_rate, n_fft=SPEC.n_fft,
+                                               hop_length=SPEC.hop_length, pad_mode=SPEC.pad_mode)
+    assert db_to_power(lms, SPEC).max() == pytest.approx(mel_power.max(), rel=1e-4)
 
 
 def test_inversion_is_deterministic_and_seeded(tmp_path):

@@ -5,7 +5,7 @@ back is an approximation whatever made the LMS; to compare a generated LMS with 
 invert both in this same way. The steps are librosa's mel inversion
 (``librosa.feature.inverse.mel_to_audio``) with every parameter taken from the :class:`LmsSpec`:
 
-1. dB -> power with the spec's own reference (:func:`db_to_power`);
+1. dB -> power with the spec's own level reference (:func:`db_to_power`);
 2. mel power (scaled to a peak of 1) -> linear-frequency magnitude by non-negative least squares
    (``mel_to_stft``);
 3. Griffin-Lim's phase estimate (``griffinlim``), ``n_iter`` iterations from seeded random phases
@@ -23,6 +23,7 @@ import librosa
 import numpy as np
 
 from cmav_data.atomic import write_bytes
+from cmav_data.features.reference import reference_power
 from cmav_data.features.specs import LmsSpec
 from cmav_data.media import wav_bytes
 
@@ -30,15 +31,10 @@ DEFAULT_ITERATIONS = 32
 DEFAULT_PEAK_DBFS = -3.0
 
 
-def reference_power(spec: LmsSpec) -> float:
-    """The power the spec maps to 0 dB. ``db_ref=None`` is each chunk's own maximum, whose absolute
-    value is not kept: the chunk's loudest bin comes back as power 1."""
-    return 1.0 if spec.db_ref is None else float(spec.db_ref)
-
-
 def db_to_power(lms_db: np.ndarray, spec: LmsSpec) -> np.ndarray:
-    """Inverse of the spec's ``10 log10(power / ref)`` (the floors are not undone: floored bins come
-    back at the floor's power)."""
+    """Inverse of the spec's ``10 log10(power / ref)``, ``ref`` the spec's own reference power
+    (``reference.reference_power``: for "full_scale", a full-scale 1 kHz sine's peak). The floors
+    are not undone: floored bins come back at the floor's power."""
     return reference_power(spec) * np.power(10.0, np.asarray(lms_db, np.float64) / 10.0)
 
 
