@@ -215,7 +215,7 @@ SUITES: dict[str, BenchConfig] = {
                     flow_epochs=1, flow_width=8, flow_i2s_width=4, flow_steps=2),
     "fast": _suite("fast", image_size=32, max_train=2400, max_validation=800, judge_epochs=4, sound_epochs=5,
                    gan_epochs=6, width=8, sound_width=8, gan_width=16, i2s_gan_width=8, gan_n_up=3, batch_size=32,
-                   flow_epochs=6, flow_width=16, flow_i2s_width=8, flow_steps=8),
+                   flow_epochs=4, flow_width=16, flow_i2s_width=8, flow_steps=8),
     "full": _suite("full", image_size=128, max_train=None, max_validation=None, judge_epochs=30, sound_epochs=30,
                    gan_epochs=100, width=64, sound_width=32, gan_width=64, i2s_gan_width=64, gan_n_up=4,
                    batch_size=64, flow_epochs=100, flow_width=64, flow_i2s_width=32, flow_steps=32),

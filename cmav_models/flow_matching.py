@@ -11,11 +11,14 @@ Classifier-free guidance (Ho & Salimans 2022): in training, the condition is rep
 v_uncond) with w = ``guidance`` (w = 1 is the plain conditional model).
 
 The condition is the same encoder feature the GANs get, [B, cond_dim]; it and the time's sinusoidal
-embedding are summed into one vector that shifts and scales every residual block (FiLM). The U-Net:
-a 3x3 stem, ``len(channel_mults)`` levels of one residual block each (average-pool down, nearest
-upsample up, skip connections), group norm throughout (no batch statistics, so a sample does not
-depend on its batch). Inputs whose sides are not multiples of 2^(levels - 1) (an LMS's 44 frames)
-are zero-padded and the output cropped back.
+embedding are summed into one vector that shifts and scales every residual block (FiLM). The U-Net
+works on ``patch`` x ``patch`` blocks of pixels folded into channels (pixel unshuffle, as patch-based
+diffusion models do; at patch 2 a quarter of the full-resolution cost, which on a CPU is what lets it
+train in the GANs' time): a 3x3 stem, ``len(channel_mults)`` levels of one residual block each
+(average-pool down, nearest upsample up, skip connections), group norm throughout (no batch
+statistics, so a sample does not depend on its batch), then the blocks unfolded back. Inputs whose
+sides are not multiples of patch x 2^(levels - 1) (an LMS's 44 frames) are zero-padded and the
+output cropped back.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class FlowConfig:
     channels: int = 3  # 3 for an RGB image, 1 for an LMS
     shape: tuple[int, int] = (64, 64)  # (height, width) of one sample; an LMS is (128, 44)
     cond_dim: int = 128  # the encoder's feature fed in
+    patch: int = 2  # pixels per side folded into channels before the U-Net (1 = full resolution)
     base_channels: int = 32  # the U-Net's first level's width
     channel_mults: tuple[int, ...] = (1, 2, 2)  # width of each level in base_channels; one halving between levels
     embed_dim: int = 128  # the time + condition vector that modulates every block
@@ -47,6 +51,8 @@ class FlowConfig:
     sample_steps: int = 16  # sampling: Euler steps from t = 0 to 1
 
     def __post_init__(self) -> None:
+        if self.patch < 1:
+            raise ValueError(f"patch must be positive, not {self.patch}")
         if not self.channel_mults or min(self.channel_mults) < 1:
             raise ValueError(f"channel_mults must be positive, not {self.channel_mults}")
         for mult in self.channel_mults:
@@ -63,7 +69,7 @@ class FlowConfig:
     @property
     def multiple(self) -> int:
         """Inputs are padded to a multiple of this per side."""
-        return 2 ** (len(self.channel_mults) - 1)
+        return self.patch * 2 ** (len(self.channel_mults) - 1)
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,9 @@ class VelocityUNet(nn.Module):
         self.cond = nn.Sequential(nn.Linear(config.cond_dim, e), nn.SiLU(), nn.Linear(e, e))
         self.null_cond = nn.Parameter(torch.zeros(config.cond_dim))  # the "no condition" input (guidance)
         widths = [config.base_channels * m for m in config.channel_mults]
-        self.stem = nn.Conv2d(config.channels, widths[0], 3, padding=1)
+        folded = config.channels * config.patch ** 2
+        self.fold, self.unfold = nn.PixelUnshuffle(config.patch), nn.PixelShuffle(config.patch)
+        self.stem = nn.Conv2d(folded, widths[0], 3, padding=1)
         self.down = nn.ModuleList()
         c = widths[0]
         for w in widths:
@@ -119,7 +127,7 @@ class VelocityUNet(nn.Module):
         for w in reversed(widths):
             self.up.append(ResBlock(c + w, w, e, config.groups))
             c = w
-        self.out = nn.Sequential(nn.GroupNorm(config.groups, c), nn.SiLU(), nn.Conv2d(c, config.channels, 3, padding=1))
+        self.out = nn.Sequential(nn.GroupNorm(config.groups, c), nn.SiLU(), nn.Conv2d(c, folded, 3, padding=1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
                 keep_cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -131,7 +139,7 @@ class VelocityUNet(nn.Module):
         height, width = x.shape[2:]
         m = self.config.multiple
         h = F.pad(x, (0, -width % m, 0, -height % m))  # [B, C, H', W'], multiples of m
-        h = self.stem(h)
+        h = self.stem(self.fold(h))  # [B, c, H' / patch, W' / patch]
         skips = []
         for level, block in enumerate(self.down):
             h = block(h, emb)
@@ -143,7 +151,7 @@ class VelocityUNet(nn.Module):
             if level:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
-        return self.out(h)[:, :, :height, :width]
+        return self.unfold(self.out(h))[:, :, :height, :width]  # [B, C, H, W]
 
 
 def flow_matching_loss(model: VelocityUNet, x1: torch.Tensor, cond: torch.Tensor,
