@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results import update_section  # noqa: E402
+from results import RESULTS, update_section  # noqa: E402
 
+from cmav_data.atomic import write_bytes  # noqa: E402
 from cmav_data.parallel import executor_for  # noqa: E402
 from cmav_models.bench import GAN_CHOICES, SUITES, make_judges, parse_seeds, run_bench  # noqa: E402
 from cmav_models.report import summary_text  # noqa: E402
@@ -102,8 +103,8 @@ def main() -> None:
                            progress=False)
         rest_s = time.perf_counter() - t
     one_total, all_total = judges_s + one_s, judges_s + one_s + rest_s
-    lines = [f"suite {args.suite}, --gan {args.gan}, seeds {','.join(map(str, seeds))}, fixed judges, {args.threads} torch thread(s), "
-             f"-j {args.jobs}, data {args.data}",
+    lines = [f"suite {args.suite}, --gan {args.gan}, seeds {','.join(map(str, seeds))}, fixed judges, "
+             f"{args.threads} torch thread(s), -j {args.jobs}, data {args.data}",
              f"judges (once)              {judges_s:7.1f} s",
              f"seed {seeds[0]} (decode + train + score) {one_s:7.1f} s",
              f"judges + 1 seed            {one_total:7.1f} s   {one_total / ONE_SEED_BUDGET:5.2f}x the "
@@ -115,6 +116,12 @@ def main() -> None:
     print(body)
     if not args.no_record:
         section = "bench_models" if args.gan == "gan-cls" else f"bench_models_{args.gan}"  # one section per row set
+        # The first seed's sample grids beside RESULTS.md: one example per instrument, every row.
+        for figure in ("s2i_samples", "i2s_samples"):
+            write_bytes(RESULTS.parent / f"{section}_{figure}.png",
+                        (result.run_dir / "figures" / f"{figure}.png").read_bytes())
+        body += (f"\n\nsample grids (seed {seeds[0]}): benchmarks/{section}_s2i_samples.png, "
+                 f"benchmarks/{section}_i2s_samples.png")
         update_section(section, ("python benchmarks/bench_models.py " + " ".join(sys.argv[1:])).strip(), body)
 
 
