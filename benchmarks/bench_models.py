@@ -8,6 +8,7 @@ minutes. Steps, timed separately in a fresh work folder (no resume from earlier 
 ceiling of the paper's metric) and the budgets.
 
     python benchmarks/bench_models.py                        # demo/suburmp, fast suite, 3 seeds
+    python benchmarks/bench_models.py --gan both                # the projection GAN's rows too
     python benchmarks/bench_models.py --data /tmp/suburmp --suite smoke --no-record
 """
 
@@ -17,21 +18,23 @@ import argparse
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results import update_section  # noqa: E402
+from results import RESULTS, update_section  # noqa: E402
 
+from cmav_data.atomic import write_bytes  # noqa: E402
 from cmav_data.parallel import executor_for  # noqa: E402
-from cmav_models.bench import SUITES, make_judges, parse_seeds, run_bench  # noqa: E402
+from cmav_models.bench import GAN_CHOICES, SUITES, make_judges, parse_seeds, run_bench  # noqa: E402
 from cmav_models.report import summary_text  # noqa: E402
 from cmav_models.stats import format_interval  # noqa: E402
 
 ONE_SEED_BUDGET = 600.0
 THREE_SEED_BUDGET = 1800.0
-SHOWN_METRICS = ("accuracy", "pose_r", "frechet")
+SHOWN_METRICS = ("accuracy", "pose_r", "frechet", "kid")
 
 
 def _cell(m: dict | None, unit: str) -> str:
@@ -74,6 +77,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("demo/suburmp"))
     ap.add_argument("--suite", default="fast", choices=sorted(SUITES))
+    ap.add_argument("--gan", default="gan-cls", choices=sorted(GAN_CHOICES),
+                    help="GAN rows (cmav-bench run --gan); the flow-matching rows always run")
     ap.add_argument("--seeds", default="3", help="seeds of the multi-seed step (0,1,2 or a count)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/cmav-bench-models"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -82,7 +87,7 @@ def main() -> None:
     args = ap.parse_args()
 
     seeds = parse_seeds(args.seeds)
-    config = SUITES[args.suite]
+    config = replace(SUITES[args.suite], gan=args.gan)
     torch.set_num_threads(args.threads)
     shutil.rmtree(args.work, ignore_errors=True)
     judges_dir, runs = args.work / "judges", args.work / "runs"
@@ -98,8 +103,8 @@ def main() -> None:
                            progress=False)
         rest_s = time.perf_counter() - t
     one_total, all_total = judges_s + one_s, judges_s + one_s + rest_s
-    lines = [f"suite {args.suite}, seeds {','.join(map(str, seeds))}, fixed judges, {args.threads} torch thread(s), "
-             f"-j {args.jobs}, data {args.data}",
+    lines = [f"suite {args.suite}, --gan {args.gan}, seeds {','.join(map(str, seeds))}, fixed judges, "
+             f"{args.threads} torch thread(s), -j {args.jobs}, data {args.data}",
              f"judges (once)              {judges_s:7.1f} s",
              f"seed {seeds[0]} (decode + train + score) {one_s:7.1f} s",
              f"judges + 1 seed            {one_total:7.1f} s   {one_total / ONE_SEED_BUDGET:5.2f}x the "
@@ -110,7 +115,14 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if not args.no_record:
-        update_section("bench_models", ("python benchmarks/bench_models.py " + " ".join(sys.argv[1:])).strip(), body)
+        section = "bench_models" if args.gan == "gan-cls" else f"bench_models_{args.gan}"  # one section per row set
+        # The first seed's sample grids beside RESULTS.md: one example per instrument, every row.
+        for figure in ("s2i_samples", "i2s_samples"):
+            write_bytes(RESULTS.parent / f"{section}_{figure}.png",
+                        (result.run_dir / "figures" / f"{figure}.png").read_bytes())
+        body += (f"\n\nsample grids (seed {seeds[0]}): benchmarks/{section}_s2i_samples.png, "
+                 f"benchmarks/{section}_i2s_samples.png")
+        update_section(section, ("python benchmarks/bench_models.py " + " ".join(sys.argv[1:])).strip(), body)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,13 @@ The run folder is ``OUT/<suite>-<hash>``, the hash of the config (not the seeds 
 dataset's manifest bytes and ``include_silent``, with no timestamp: ``--seeds 0,1,2`` after
 ``--seeds 0,1`` trains only seed 2.
 
-Variants (Chen et al. 2017): S2I-C conditions on a sound classifier, S2I-A on a sound autoencoder's
-code. A classifier conditions through its class posterior (softmax), standardised: a condition that
-plainly says which instrument is playing is what a short CPU run can learn to draw. S2I-N is our
-reading of the paper's ablation without mismatched pairs. I2S is the same GAN the other way. A model
-family is a function in :data:`FAMILIES` that trains one variant from a :class:`GeneratorJob` and
-returns its validation samples; a new family or variant is one entry there and in :data:`VARIANTS`.
+Variants (:data:`VARIANTS`): the paper's S2I-C, S2I-A, S2I-N and I2S (``cmav_models.gan_cls``,
+conditioned on the encoder's classification feature), our projection GAN's rows (``-proj``,
+conditioned on a classifier's class posterior, standardised) and our flow-matching rows (``-FM``).
+``BenchConfig.gan`` (``--gan``) chooses the GAN rows (:data:`GAN_CHOICES`); the flow-matching rows
+always run. A model family is a function in :data:`FAMILIES` that trains one variant from a
+:class:`GeneratorJob` and returns its validation samples; a new family or variant is one entry there
+and in :data:`VARIANTS`.
 
 The published reference rows (``manifests/published_accuracies.csv``) are on real Sub-URMP with
 other networks and features; the report prints them beside, never mixed into, our rows.
@@ -53,7 +54,10 @@ from cmav_data.checksum import sha256_file
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.manifest import ManifestError, read_manifest
 from cmav_data.parallel import executor_for
-from cmav_models.cgan import CGANConfig, Discriminator, Generator
+from cmav_models import flow_matching, gan_cls
+from cmav_models.flow_matching import FlowConfig, FlowTraining
+from cmav_models.gan_cls import GanClsConfig, GanClsTraining
+from cmav_models.projection_gan import CGANConfig, Discriminator, Generator
 from cmav_models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from cmav_models.data import (DatasetError, LoadOptions, Pairs, image_to_unit, lms_to_unit, load_pairs,
                                validate_manifest)
@@ -67,7 +71,7 @@ from cmav_models.stats import cluster_bootstrap, paired_difference, summarize
 from cmav_models.train import (GANTrainConfig, Stage, TrainConfig, apply_batched, derive_seed, standardize,
                                supervised_task, train_cgan, train_supervised)
 
-DEFAULT_METRICS = ("accuracy", "frechet", "pose_r", "pose_mae")
+DEFAULT_METRICS = ("accuracy", "frechet", "kid", "pose_r", "pose_mae")
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 RESULT_FORMAT_VERSION = 1
@@ -89,21 +93,51 @@ class Variant:
     description: str  # one sentence for the report
 
 
+_PAPER = "the paper's design (Chen et al. 2017), built as GAN-CLS (Reed et al. 2016)"
 VARIANTS: dict[str, Variant] = {
-    "S2I-C": Variant("s2i", "projection", "sound_classifier", "posterior", True,
-                     "conditional GAN (projection discriminator, hinge loss), condition = a sound "
-                     "classifier's class posterior (softmax), standardised"),
-    "S2I-A": Variant("s2i", "projection", "sound_autoencoder", "embedding", True,
-                     "the same GAN, condition = the code of a sound autoencoder (trained to reconstruct the LMS)"),
-    "S2I-N": Variant("s2i", "projection", "sound_classifier", "posterior", False,
-                     "S2I-C without the (real image, mismatched sound) term in the discriminator's loss "
-                     "(our reading of the paper's ablation)"),
-    "I2S": Variant("i2s", "projection", "image_classifier", "posterior", True,
-                   "the same GAN in the other direction: an image classifier's posterior in, LMS out"),
+    # The paper's family (cmav_models.gan_cls), condition = the encoder's classification feature.
+    "S2I-C": Variant("s2i", "gan_cls", "sound_classifier", "embedding", True,
+                     f"{_PAPER}: a sound classifier's feature -> a 64-d code + 10-d noise -> a deconvolutional "
+                     "generator; the discriminator scores (real, matching), (real, mismatched) and (generated, "
+                     "matching) pairs, the code joined after its conv stack"),
+    "S2I-A": Variant("s2i", "encoder_decoder", "sound_classifier", "embedding", False,
+                     "the paper's encoder-decoder: the same code layer and generator trained with a mean-squared "
+                     "error on the image, no discriminator, noise held at zero"),
+    "S2I-N": Variant("s2i", "gan_cls", "sound_classifier", "embedding", False,
+                     "S2I-C without the (real image, mismatched sound) term in the discriminator's loss"),
+    "I2S": Variant("i2s", "gan_cls", "image_classifier", "embedding", True,
+                   "S2I-C's mirror: an image classifier's feature -> code + noise -> an LMS; mismatches are "
+                   "always of another instrument (the paper sets no pose constraint on sounds)"),
+    # Ours: the projection/hinge GAN of cmav_models.projection_gan (--gan projection or both).
+    "S2I-C-proj": Variant("s2i", "projection", "sound_classifier", "posterior", True,
+                          "ours: conditional GAN with a projection discriminator, spectral norm and hinge loss, "
+                          "condition = a sound classifier's class posterior (softmax), standardised"),
+    "S2I-AE-proj": Variant("s2i", "projection", "sound_autoencoder", "embedding", True,
+                           "ours: the same GAN, condition = the code of a sound autoencoder (trained to "
+                           "reconstruct the LMS); not the paper's S2I-A"),
+    "S2I-N-proj": Variant("s2i", "projection", "sound_classifier", "posterior", False,
+                          "ours: S2I-C-proj without the (real image, mismatched sound) term"),
+    "I2S-proj": Variant("i2s", "projection", "image_classifier", "posterior", True,
+                        "ours: the projection GAN the other way, an image classifier's posterior in, LMS out"),
+    # Ours: a modern baseline (cmav_models.flow_matching), in every run.
+    "S2I-FM": Variant("s2i", "flow", "sound_classifier", "embedding", False,
+                      "ours: conditional flow matching (rectified flow, small U-Net, classifier-free guidance, "
+                      "Euler sampler) on the sound classifier's feature"),
+    "I2S-FM": Variant("i2s", "flow", "image_classifier", "embedding", False,
+                      "ours: the same flow matching the other way, the image classifier's feature in, LMS out"),
 }
 
-# Paired comparisons (a - b, seed by seed) the report makes; a later variant adds its pairs here.
-COMPARISONS: tuple[tuple[str, str], ...] = (("S2I-C", "S2I-A"), ("S2I-C", "S2I-N"))
+# Which rows a run trains (``--gan``): a GAN family's rows, and always the flow-matching rows.
+GAN_CHOICES: dict[str, tuple[str, ...]] = {
+    "gan-cls": ("gan_cls", "encoder_decoder", "flow"),
+    "projection": ("projection", "flow"),
+    "both": ("gan_cls", "encoder_decoder", "projection", "flow"),
+}
+
+# Paired comparisons (a - b, seed by seed) the report makes, when both rows ran.
+COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("S2I-C", "S2I-A"), ("S2I-C", "S2I-N"), ("S2I-FM", "S2I-C"), ("I2S-FM", "I2S"),
+    ("S2I-C-proj", "S2I-N-proj"), ("S2I-C", "S2I-C-proj"), ("I2S", "I2S-proj"))
 
 # Condition encoders, trained per seed (separately from the judges of cmav_models.judges).
 ENCODERS: dict[str, type[nn.Module]] = {
@@ -119,13 +153,28 @@ class BenchConfig:
     load: LoadOptions
     judge_training: TrainConfig  # image classifier, sound autoencoder, pose regressor
     sound_classifier_training: TrainConfig  # sounds are the harder task: more epochs, higher rate
-    gan_training: GANTrainConfig
+    gan_training: GANTrainConfig  # the projection GAN's
     image_cnn: ImageCNNConfig
     sound_cnn: SoundCNNConfig
     sound_autoencoder: SoundAutoencoderConfig
-    gan: CGANConfig  # base config; out_channels/out_shape/cond_dim/mismatch are set per variant
-    i2s_gan_width: int  # I2S's g/d channels: an LMS has 5.5x the pixels of a 32 px image
+    projection_gan: CGANConfig  # base config; out_channels/out_shape/cond_dim/mismatch are set per variant
+    i2s_gan_width: int  # I2S's g/d channels (both GAN families): an LMS has 5.5x the pixels of a 32 px image
+    gan_cls: GanClsConfig  # base config of the paper's family; shapes, cond_dim and mismatch set per variant
+    gan_cls_training: GanClsTraining
+    flow: FlowConfig  # S2I-FM's; I2S-FM's differs in its shape and width (flow_i2s_width)
+    flow_i2s_width: int
+    flow_training: FlowTraining
+    gan: str = "gan-cls"  # the GAN rows trained (GAN_CHOICES); the flow-matching rows always are
     metrics: tuple[str, ...] = DEFAULT_METRICS
+
+    def __post_init__(self) -> None:
+        if self.gan not in GAN_CHOICES:
+            raise ValueError(f"gan must be one of {', '.join(GAN_CHOICES)}, not {self.gan!r}")
+
+    @property
+    def variants(self) -> dict[str, Variant]:
+        """The rows this config trains, in VARIANTS' order."""
+        return {n: v for n, v in VARIANTS.items() if v.family in GAN_CHOICES[self.gan]}
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -135,7 +184,8 @@ class BenchConfig:
 
 def _suite(name: str, image_size: int, max_train: int | None, max_validation: int | None, judge_epochs: int,
            sound_epochs: int, gan_epochs: int, width: int, sound_width: int, gan_width: int, i2s_gan_width: int,
-           gan_n_up: int, batch_size: int) -> BenchConfig:
+           gan_n_up: int, batch_size: int, flow_epochs: int, flow_width: int, flow_i2s_width: int,
+           flow_steps: int) -> BenchConfig:
     return BenchConfig(
         suite=name,
         load=LoadOptions(image_size=image_size, max_train=max_train, max_validation=max_validation),
@@ -145,8 +195,14 @@ def _suite(name: str, image_size: int, max_train: int | None, max_validation: in
         image_cnn=ImageCNNConfig(image_size=image_size, channels=width, depth=4 if image_size <= 64 else 5),
         sound_cnn=SoundCNNConfig(channels=sound_width, keep_frequency=True),
         sound_autoencoder=SoundAutoencoderConfig(channels=max(4, width // 2)),
-        gan=CGANConfig(g_channels=gan_width, d_channels=gan_width, n_up=gan_n_up),
+        projection_gan=CGANConfig(g_channels=gan_width, d_channels=gan_width, n_up=gan_n_up),
         i2s_gan_width=i2s_gan_width,
+        gan_cls=GanClsConfig(g_channels=gan_width, d_channels=gan_width, n_up=gan_n_up),
+        gan_cls_training=GanClsTraining(epochs=gan_epochs, batch_size=batch_size),
+        flow=FlowConfig(base_channels=flow_width, sample_steps=flow_steps,
+                        groups=min(8, flow_width)),
+        flow_i2s_width=flow_i2s_width,
+        flow_training=FlowTraining(epochs=flow_epochs, batch_size=batch_size),
     )
 
 
@@ -155,12 +211,14 @@ def _suite(name: str, image_size: int, max_train: int | None, max_validation: in
 # ~0.95), and a 32 px GAN step costs a quarter of a 64 px one, so the GANs get the steps they need.
 SUITES: dict[str, BenchConfig] = {
     "smoke": _suite("smoke", image_size=32, max_train=None, max_validation=None, judge_epochs=1, sound_epochs=1,
-                    gan_epochs=1, width=8, sound_width=8, gan_width=8, i2s_gan_width=4, gan_n_up=3, batch_size=16),
+                    gan_epochs=1, width=8, sound_width=8, gan_width=8, i2s_gan_width=4, gan_n_up=3, batch_size=16,
+                    flow_epochs=1, flow_width=8, flow_i2s_width=4, flow_steps=2),
     "fast": _suite("fast", image_size=32, max_train=2400, max_validation=800, judge_epochs=4, sound_epochs=5,
-                   gan_epochs=6, width=8, sound_width=8, gan_width=16, i2s_gan_width=8, gan_n_up=3, batch_size=32),
+                   gan_epochs=6, width=8, sound_width=8, gan_width=16, i2s_gan_width=8, gan_n_up=3, batch_size=32,
+                   flow_epochs=4, flow_width=16, flow_i2s_width=8, flow_steps=8),
     "full": _suite("full", image_size=128, max_train=None, max_validation=None, judge_epochs=30, sound_epochs=30,
                    gan_epochs=100, width=64, sound_width=32, gan_width=64, i2s_gan_width=64, gan_n_up=4,
-                   batch_size=64),
+                   batch_size=64, flow_epochs=100, flow_width=64, flow_i2s_width=32, flow_steps=32),
 }
 
 
@@ -282,6 +340,7 @@ class GeneratorJob:
     samples: torch.Tensor  # training targets (uint8 images or LMS in dB)
     to_unit: Callable[[torch.Tensor], torch.Tensor]  # samples -> the [-1, 1] model space
     labels: torch.Tensor  # class of each training row (for mismatched pairs)
+    poses: torch.Tensor  # pitch position of each training row, NaN when unvoiced (pose mismatches)
     train_conditions: torch.Tensor  # standardised encoder outputs, one row per training sample
     validation_conditions: torch.Tensor  # the same for validation: one sample is generated per row
 
@@ -296,14 +355,14 @@ def generate(generator: Generator, conditions: torch.Tensor, seed: int, device: 
 
 
 def projection_gan_config(job: GeneratorJob) -> CGANConfig:
-    width = job.config.gan.g_channels if job.variant.direction == "s2i" else job.config.i2s_gan_width
-    return replace(job.config.gan, out_channels=job.out_shape[0], out_shape=job.out_shape[1:],
+    width = job.config.projection_gan.g_channels if job.variant.direction == "s2i" else job.config.i2s_gan_width
+    return replace(job.config.projection_gan, out_channels=job.out_shape[0], out_shape=job.out_shape[1:],
                    cond_dim=job.train_conditions.shape[1], mismatch=job.variant.mismatch,
                    g_channels=width, d_channels=width)
 
 
 def train_projection_gan(job: GeneratorJob) -> tuple[torch.Tensor, list[dict[str, float]]]:
-    """The projection/hinge conditional GAN of ``cmav_models.cgan``; validation samples and losses."""
+    """The projection/hinge conditional GAN of ``cmav_models.projection_gan``; validation samples and losses."""
     config = projection_gan_config(job)
     torch.manual_seed(derive_seed(job.seed, job.name, "init"))
     generator, discriminator = Generator(config), Discriminator(config)
@@ -313,8 +372,57 @@ def train_projection_gan(job: GeneratorJob) -> tuple[torch.Tensor, list[dict[str
     return samples, history
 
 
+def gan_cls_config(job: GeneratorJob) -> GanClsConfig:
+    s2i = job.variant.direction == "s2i"
+    width = job.config.gan_cls.g_channels if s2i else job.config.i2s_gan_width
+    return replace(job.config.gan_cls, out_channels=job.out_shape[0], out_shape=job.out_shape[1:],
+                   cond_dim=job.train_conditions.shape[1], mismatch=job.variant.mismatch, g_channels=width,
+                   d_channels=width, mismatch_kind=job.config.gan_cls.mismatch_kind if s2i else "instrument")
+
+
+def train_gan_cls(job: GeneratorJob) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """The paper's GAN (``cmav_models.gan_cls``); validation samples and losses."""
+    config = gan_cls_config(job)
+    torch.manual_seed(derive_seed(job.seed, job.name, "init"))
+    generator, discriminator = gan_cls.Generator(config), gan_cls.Discriminator(config)
+    history = gan_cls.train_gan_cls(job.stage(config), generator, discriminator, job.samples, job.train_conditions,
+                                    job.labels, job.poses, job.to_unit, job.config.gan_cls_training)
+    samples = gan_cls.generate(generator, job.validation_conditions, derive_seed(job.seed, job.name, "eval"),
+                               job.device)
+    return samples, history
+
+
+def train_encoder_decoder(job: GeneratorJob) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """The paper's S2I-A: ``gan_cls``'s code layer and generator fitted by mean-squared error."""
+    config = gan_cls_config(job)
+    torch.manual_seed(derive_seed(job.seed, job.name, "init"))
+    generator = gan_cls.Generator(config)
+    history = gan_cls.train_encoder_decoder(job.stage(config), generator, job.samples, job.train_conditions,
+                                            job.to_unit, job.config.gan_cls_training)
+    return gan_cls.generate(generator, job.validation_conditions, 0, job.device, noise=False), history
+
+
+def flow_config(job: GeneratorJob) -> FlowConfig:
+    width = job.config.flow.base_channels if job.variant.direction == "s2i" else job.config.flow_i2s_width
+    return replace(job.config.flow, channels=job.out_shape[0], shape=job.out_shape[1:],
+                   cond_dim=job.train_conditions.shape[1], base_channels=width, groups=min(job.config.flow.groups, width))
+
+
+def train_flow(job: GeneratorJob) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """Conditional flow matching (``cmav_models.flow_matching``); validation samples and losses."""
+    config = flow_config(job)
+    torch.manual_seed(derive_seed(job.seed, job.name, "init"))
+    model = flow_matching.VelocityUNet(config)
+    history = flow_matching.train_flow(job.stage(config), model, job.samples, job.train_conditions, job.to_unit,
+                                       job.config.flow_training)
+    samples = flow_matching.sample(model, job.validation_conditions, derive_seed(job.seed, job.name, "eval"),
+                                   job.device)
+    return samples, history
+
+
 FAMILIES: dict[str, Callable[[GeneratorJob], tuple[torch.Tensor, list[dict[str, float]]]]] = {
-    "projection": train_projection_gan,
+    "gan_cls": train_gan_cls, "encoder_decoder": train_encoder_decoder, "projection": train_projection_gan,
+    "flow": train_flow,
 }
 
 
@@ -368,9 +476,9 @@ class SeedRun:
 
     def train_generators(self, train: Pairs, validation: Pairs) -> dict[str, torch.Tensor]:
         """Train every variant; returns its samples generated from the validation conditions."""
-        encoders = self.train_encoders(train, {v.encoder for v in VARIANTS.values()})
+        encoders = self.train_encoders(train, {v.encoder for v in self.config.variants.values()})
         generated = {}
-        for name, variant in VARIANTS.items():
+        for name, variant in self.config.variants.items():
             encoder = encoders[variant.encoder]
             train_cond, val_cond = (self.conditions(encoder, variant, p) for p in (train, validation))
             mean, std = standardize(train_cond)
@@ -382,7 +490,7 @@ class SeedRun:
                 out_shape=(3, self.config.load.image_size, self.config.load.image_size) if s2i
                 else (1, lms.n_mels, lms.n_frames),
                 samples=train.images if s2i else train.lms, to_unit=image_to_unit if s2i else self.to_lms_unit,
-                labels=train.labels, train_conditions=(train_cond - mean) / std,
+                labels=train.labels, poses=train.pitch_position, train_conditions=(train_cond - mean) / std,
                 validation_conditions=(val_cond - mean) / std)
             generated[name], self.history[name] = FAMILIES[variant.family](job)
         return generated
@@ -512,7 +620,7 @@ def summarize_run(config: BenchConfig, run: str, seeds: tuple[int, ...], data: D
                        "per_item": get_metric(m).statistic is not None} for m in config.metrics}
     rows = {}
     sources = [(row, "real (fixed judges)", [real[row]]) for row in REAL_ROWS]
-    sources += [(name, "generated", [per_seed[s]["rows"][name] for s in seeds]) for name in VARIANTS]
+    sources += [(name, "generated", [per_seed[s]["rows"][name] for s in seeds]) for name in config.variants]
     for row, kind, records in sources:
         metrics = {m: summarize_metric([r[m] for r in records], get_metric(m).statistic, recordings)
                    for m in config.metrics}
@@ -545,7 +653,9 @@ def summarize_run(config: BenchConfig, run: str, seeds: tuple[int, ...], data: D
                    "include_silent": judges.spec["include_silent"]},
         "setup": {"image_size": config.load.image_size, "lms": [config.load.lms.n_mels, config.load.lms.n_frames],
                   "mismatch_same_class": config.gan_training.mismatch_same_class,
-                  "models": {name: v.description for name, v in VARIANTS.items()}},
+                  "models": {name: v.description for name, v in config.variants.items()},
+                  "gan": config.gan, "mismatch_kind": config.gan_cls.mismatch_kind,
+                  "pose_margin": config.gan_cls.pose_margin},
         "intervals": INTERVAL_NOTES, "metrics": metric_info, "rows": rows, "paired": paired,
     }
 
@@ -597,7 +707,7 @@ def run_bench(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: B
                   data.validation.labels[rows], data.validation.images[rows], data.validation.lms[rows],
                   data.validation.pitch_position[rows])
     history = {**{f"judge {k}": v for k, v in judges.history.items()}, **per_seed[first]["history"]}
-    write_report(run_dir, payload, FigureInputs(shown, examples["generated"], config.load.lms.top_db, first, history))
+    write_report(run_dir, payload, FigureInputs(shown, examples["generated"], config.load.lms, first, history))
     return RunResult(run_dir, payload)
 
 
@@ -619,10 +729,12 @@ INPUT_ERRORS = (DatasetError, ManifestError, CheckpointError, UnknownMetricError
 
 def run_from_options(suite: str, data_dir: str, out_dir: str, device: str, jobs: int, metrics: tuple[str, ...],
                      seeds: tuple[int, ...], judges_dir: str | None, include_silent: bool, threads: int,
-                     progress: bool) -> Path:
+                     progress: bool, gan: str = "gan-cls", mismatch: str = "instrument") -> Path:
     """The CLI's one call: a suite with the command line's overrides, run; the run folder."""
     torch.set_num_threads(threads)
-    config = replace(SUITES[suite], metrics=tuple(metrics) or DEFAULT_METRICS)
+    base = SUITES[suite]
+    config = replace(base, metrics=tuple(metrics) or DEFAULT_METRICS, gan=gan,
+                     gan_cls=replace(base.gan_cls, mismatch_kind=mismatch))
     with executor_for(jobs) as executor:
         return run_bench(data_dir, out_dir, config, seeds, judges_dir, include_silent, device, executor,
                          progress).run_dir

@@ -12,6 +12,7 @@ Examples:
   cmav-bench run --seeds 3                        # seeds 0,1,2: mean, s.d. and intervals
   cmav-bench judges --data demo/suburmp --out judges/demo
   cmav-bench run --seeds 0,1,2 --judges judges/demo
+  cmav-bench run --gan both --mismatch pose        # the projection GAN's rows too; pose mismatches
   cmav-bench run --suite full --data suburmp --out runs
 \b
 Without --judges, the judges are trained once per dataset (OUT/judges-<suite>-<hash>/) and
@@ -73,16 +74,23 @@ def main() -> None:
 @click.option("--seeds", callback=_seeds, default=None,
               help="Seeds of the encoders and generators: a list (0,1,2) or a count (3 = 0,1,2). [default: 0]")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="One seed (the same as --seeds N,).")
+@click.option("--gan", type=click.Choice(["gan-cls", "projection", "both"]), default="gan-cls",
+              help="GAN rows: gan-cls (the paper's S2I-C, S2I-A, S2I-N, I2S), projection (our projection/hinge "
+                   "GAN: S2I-C-proj, S2I-AE-proj, S2I-N-proj, I2S-proj) or both; S2I-FM and I2S-FM always run.")
+@click.option("--mismatch", type=click.Choice(["instrument", "pose"]), default="instrument",
+              help="Mismatched sounds of the paper's S2I GANs: another instrument (instrument-oriented) or the "
+                   "same instrument at another pitch position (pose-oriented; I2S always uses instrument).")
 @click.option("--judges", "judges_dir", type=click.Path(file_okay=False, path_type=str), default=None,
               help="A judges folder made by `cmav-bench judges` on this dataset; default: train them once here.")
 @SILENT
 @THREADS
 @QUIET
 def run(suite: str, data_dir: str, out_dir: str, device: str, jobs: int, metrics: tuple[str, ...],
-        seeds: tuple[int, ...] | None, seed: int | None, judges_dir: str | None, include_silent: bool,
-        threads: int, quiet: bool) -> None:
-    """Train the encoders, S2I-C, S2I-A, S2I-N and I2S on a built Sub-URMP over seeds, score them with
-    fixed judges and write a report with intervals and paired comparisons."""
+        seeds: tuple[int, ...] | None, seed: int | None, gan: str, mismatch: str, judges_dir: str | None,
+        include_silent: bool, threads: int, quiet: bool) -> None:
+    """Train the encoders and the generators (the paper's S2I-C, S2I-A, S2I-N and I2S, or our projection
+    GAN's rows, and flow matching's S2I-FM and I2S-FM) on a built Sub-URMP over seeds, score them with
+    fixed judges and write a report with intervals, paired comparisons, sample grids and sound."""
     from cmav_models.bench import INPUT_ERRORS, run_from_options
 
     if seeds is not None and seed is not None:
@@ -90,7 +98,7 @@ def run(suite: str, data_dir: str, out_dir: str, device: str, jobs: int, metrics
     chosen = seeds if seeds is not None else (seed if seed is not None else 0,)
     try:
         run_dir = run_from_options(suite, data_dir, out_dir, device, jobs, metrics, chosen, judges_dir,
-                                   include_silent, threads, progress=not quiet)
+                                   include_silent, threads, progress=not quiet, gan=gan, mismatch=mismatch)
     except INPUT_ERRORS as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"report: {run_dir / 'report.md'}")

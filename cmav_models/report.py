@@ -4,7 +4,10 @@ its figures, from plain records: the ``metrics.json`` payload and :class:`Figure
 Every number is printed through ``cmav_models.stats.format_summary`` (n, seeds, interval; one seed
 says "no interval", never ``± 0.000``). Figures are drawn with matplotlib's Agg backend into
 ``figures/``: S2I samples (input LMS, real image, one generated image per S2I variant), I2S samples
-(input image, real LMS, generated LMS) and the training curves of every stage.
+(input image, real LMS, generated LMS), one example per instrument, and the training curves of every
+stage. ``audio/`` holds the same examples' sounds: every generated LMS and the real LMS it is
+compared with, inverted the same way (Griffin-Lim, ``cmav_data.features.inverse``) at one fixed peak
+level, so they can be heard side by side; scoring stays on the LMS.
 """
 
 from __future__ import annotations
@@ -21,22 +24,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from cmav_data.atomic import write_bytes, write_text  # noqa: E402
+from cmav_data.features.inverse import DEFAULT_PEAK_DBFS, lms_to_audio, write_wav  # noqa: E402
+from cmav_data.features.specs import LmsSpec  # noqa: E402
 from cmav_data.instruments import CLASS_NAMES  # noqa: E402
 from cmav_data.manifests import read_table  # noqa: E402
 from cmav_models.data import Pairs, unit_to_lms  # noqa: E402
 from cmav_models.stats import Summary, format_interval, format_summary  # noqa: E402
 
-MAX_EXAMPLES = 8
-
 
 def example_rows(pairs: Pairs) -> list[int]:
-    """Up to MAX_EXAMPLES rows taking each class in turn (first by id), so every instrument shows."""
-    by_class: dict[int, list[int]] = {}
+    """One row per class present (its first by id), in class order: every instrument shows once."""
+    first: dict[int, int] = {}
     for i, label in enumerate(pairs.labels.tolist()):
-        by_class.setdefault(label, []).append(i)
-    queues = [by_class[k] for k in sorted(by_class)]
-    rows = [q[depth] for depth in range(max(map(len, queues))) for q in queues if depth < len(q)]
-    return rows[:MAX_EXAMPLES]
+        first.setdefault(label, i)
+    return [first[k] for k in sorted(first)]
 
 
 def _save(fig: plt.Figure, path) -> None:
@@ -119,9 +120,38 @@ class FigureInputs:
 
     examples: Pairs  # the validation rows shown (example_rows of the validation split)
     generated: dict[str, torch.Tensor]  # row name -> that seed's samples for those rows
-    top_db: float
+    lms: LmsSpec  # the features' spec: the LMS scale and its inversion to sound
     seed: int
     history: dict[str, list[dict[str, float]]]  # stage -> per-epoch losses
+
+    @property
+    def top_db(self) -> float:
+        return self.lms.top_db
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def write_audio(figures: FigureInputs, run_dir: Path) -> list[tuple[str, dict[str, str]]]:
+    """WAVs of every example's real LMS and of each I2S row's LMS for it, in ``audio/seed-<k>/``; per
+    example (instrument, {column: path relative to the run folder}). A seed's examples and samples are
+    fixed, so files already there are kept (the inversion costs about a second each)."""
+    folder = run_dir / "audio" / f"seed-{figures.seed}"
+    names = [n for n, g in figures.generated.items() if g.shape[1] == 1]
+    listing = []
+    for i, label in enumerate(figures.examples.labels.tolist()):
+        instrument = CLASS_NAMES[int(label)]
+        sounds = {"real LMS": figures.examples.lms[i, 0]}
+        sounds.update({n: unit_to_lms(figures.generated[n][i, 0], figures.top_db) for n in names})
+        files = {}
+        for column, lms_db in sounds.items():
+            path = folder / f"{i:02d}_{_slug(instrument)}_{_slug(column.replace(' LMS', ''))}.wav"
+            if not path.is_file():
+                write_wav(path, lms_to_audio(lms_db.float().numpy(), figures.lms, seed=i), figures.lms.sample_rate)
+            files[column] = path.relative_to(run_dir).as_posix()
+        listing.append((instrument, files))
+    return listing
 
 
 def _digits(value: float) -> int:
@@ -169,6 +199,21 @@ def metric_tables(payload: dict) -> list[str]:
     return lines
 
 
+def per_class_table(payload: dict) -> list[str]:
+    """Accuracy per instrument, mean over seeds (the per-seed values are in metrics.json)."""
+    rows = {row: r["per_class_accuracy"] for row, r in payload["rows"].items() if r.get("per_class_accuracy")}
+    if not rows:
+        return []
+    classes = list(next(iter(rows.values())))
+    counts = {c: next(iter(rows.values()))[c]["n_samples"] for c in classes}
+    lines = ["## Accuracy per instrument (mean over seeds; n = validation samples of the class)", "",
+             "| row | " + " | ".join(f"{c} (n={counts[c]})" for c in classes) + " |",
+             "|---|" + "---|" * len(classes)]
+    for row, per_class in rows.items():
+        lines.append(f"| {row} | " + " | ".join(f"{per_class[c]['mean']:.2f}" for c in classes) + " |")
+    return lines + [""]
+
+
 def paired_table(payload: dict) -> list[str]:
     if not payload["paired"]:
         return []
@@ -181,7 +226,23 @@ def paired_table(payload: dict) -> list[str]:
     return lines + [""]
 
 
-def report_markdown(payload: dict, figure_seed: int) -> str:
+def audio_table(listing: list[tuple[str, dict[str, str]]]) -> list[str]:
+    if not listing:
+        return []
+    columns = list(listing[0][1])
+    lines = [f"## Sound (seed's examples, one per instrument; Griffin-Lim, peak {DEFAULT_PEAK_DBFS:g} dBFS)", "",
+             "Every LMS, real or generated, is turned into sound the same way: librosa's mel inversion "
+             "with the features' own parameters and level reference, 32 Griffin-Lim iterations from seeded "
+             "phases, each file scaled to the same peak level (so loudness is not compared). The inversion "
+             "itself is lossy: listen to the real row to hear what it does to a real LMS.", "",
+             "| instrument | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for instrument, files in listing:
+        lines.append(f"| {instrument} | " + " | ".join(f"[wav]({files[c]})" for c in columns) + " |")
+    return lines + [""]
+
+
+def report_markdown(payload: dict, figure_seed: int, audio: list[tuple[str, dict[str, str]]] = (),
+                    n_examples: int = 0) -> str:
     data, setup, judges = payload["data"], payload["setup"], payload["judges"]
     seeds = payload["seeds"]
     silent = ("silent pairs included (`--include-silent`)" if data["include_silent"] else
@@ -208,6 +269,7 @@ def report_markdown(payload: dict, figure_seed: int) -> str:
         "",
     ]
     lines += metric_tables(payload)
+    lines += per_class_table(payload)
     lines += paired_table(payload)
     lines += ["## Published reference rows (real Sub-URMP: different data, networks and features; "
               "not directly comparable)", "", "| row | metric | split | value | source |", "|---|---|---|---|---|"]
@@ -224,14 +286,28 @@ def report_markdown(payload: dict, figure_seed: int) -> str:
         "score is the ceiling the generated rows can reach. Silent/unvoiced pairs are left out.",
         "", "## Models", "",
         *[f"- **{name}**: {text}." for name, text in setup["models"].items()],
-        "- Mismatched sounds are of another instrument, or (a fraction "
-        f"{setup['mismatch_same_class']:g}) of the same instrument at another time.",
+        ("- Mismatched sounds of the paper's S2I GANs (S2I-C; I2S always uses another instrument): "
+         + ("another instrument (instrument-oriented generation)." if setup["mismatch_kind"] == "instrument" else
+            "the same instrument at a pitch position at least "
+            f"{setup['pose_margin']:g} away (pose-oriented generation; rows without such a partner, or unvoiced, "
+            "take another instrument)."))
+        + (" The projection rows' mismatches: another instrument, or (a fraction "
+           f"{setup['mismatch_same_class']:g}) the same instrument at another time."
+           if any(n.endswith("-proj") for n in setup["models"]) else ""),
         "- Condition encoders are trained with every seed, separately from the judges (their own seed "
         "stream): the judges never condition, train or select the models they score.",
         "", f"## Figures (samples of seed {figure_seed})", "",
+        f"Each grid shows {n_examples} validation examples (one per instrument present) and one sample per "
+        f"row for each, from seed {figure_seed}: an illustration, not a measure. Every number above rests on "
+        f"all {data['validation_pairs']} validation pairs (one generated sample each) per seed; the Fréchet "
+        "distance and KID compare them with the real validation set (the real rows: real training against "
+        "real validation data). The Fréchet distance is biased upwards at small n (it shrinks as n grows "
+        "even between equal distributions), KID is not; neither is comparable with FID on Inception features.",
+        "",
         "![S2I samples](figures/s2i_samples.png)", "", "![I2S samples](figures/i2s_samples.png)", "",
         "![training curves](figures/training_curves.png)", "",
     ]
+    lines += audio_table(list(audio))
     return "\n".join(lines)
 
 
@@ -241,4 +317,5 @@ def write_report(run_dir: Path, payload: dict, figures: FigureInputs) -> None:
     s2i_figure(figures.examples, figures.generated, figures.top_db, folder / "s2i_samples.png")
     i2s_figure(figures.examples, figures.generated, figures.top_db, folder / "i2s_samples.png")
     curves_figure(figures.history, folder / "training_curves.png")
-    write_text(run_dir / "report.md", report_markdown(payload, figures.seed))
+    audio = write_audio(figures, run_dir)
+    write_text(run_dir / "report.md", report_markdown(payload, figures.seed, audio, len(figures.examples)))

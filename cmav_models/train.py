@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from cmav_models.cgan import Discriminator, Generator, discriminator_loss, generator_loss
+from cmav_models.projection_gan import Discriminator, Generator, discriminator_loss, generator_loss
 from cmav_models.checkpoints import load_checkpoint, save_checkpoint
 from cmav_models.data import Pairs, image_to_unit, lms_to_unit
 

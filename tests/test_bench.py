@@ -13,16 +13,18 @@ import pyarrow as pa
 import pytest
 import torch
 from click.testing import CliRunner
+import soundfile as sf
 from PIL import Image
 
 from cmav_data.manifest import PAIR_SCHEMA, read_manifest, write_table
-from cmav_models.bench import COMPARISONS, VARIANTS, parse_seeds
+from cmav_models.bench import COMPARISONS, GAN_CHOICES, SUITES, VARIANTS, parse_seeds
 from cmav_models.cli import main
 from cmav_models.metrics import METRICS, Scored, register_metric
 from test_bench_data import TINY_CLASSES, make_tiny_dataset, rewrite_manifest, tiny_dataset  # noqa: F401 (fixture)
 
 torch.set_num_threads(1)
-ENCODER_STAGES = ("image_classifier", "sound_classifier", "sound_autoencoder")
+ROWS = SUITES["smoke"].variants  # the default --gan gan-cls: the paper's rows and flow matching
+ENCODER_STAGES = tuple(sorted({v.encoder for v in ROWS.values()}))
 REAL_ROWS = ("image classifier (real)", "sound classifier (real)")
 
 
@@ -32,7 +34,8 @@ def n_samples(scored: Scored) -> float:
 
 
 def _run(data: Path, out: Path, *extra: str):
-    metrics = [a for m in ("accuracy", "frechet", "pose_r", "pose_mae", "test_n_samples") for a in ("--metric", m)]
+    metrics = [a for m in ("accuracy", "frechet", "kid", "pose_r", "pose_mae", "test_n_samples")
+               for a in ("--metric", m)]
     return CliRunner().invoke(main, ["run", "--suite", "smoke", "--data", str(data), "--out", str(out),
                                      "--quiet", "--device", "cpu", *metrics, *extra])
 
@@ -80,7 +83,8 @@ def test_smoke_run_end_to_end(tiny_dataset, tmp_path):  # noqa: F811
     n_validation = 12 * len(TINY_CLASSES) - 3
     assert payload["data"]["silent_left_out"] == {"train": 2, "validation": 3}
     assert payload["data"]["validation_pairs"] == n_validation and payload["data"]["validation_recordings"] == 3
-    assert set(payload["rows"]) == {*REAL_ROWS, *VARIANTS}
+    assert set(payload["rows"]) == {*REAL_ROWS, *ROWS}
+    assert set(ROWS) == {"S2I-C", "S2I-A", "S2I-N", "I2S", "S2I-FM", "I2S-FM"}
     for row, record in payload["rows"].items():
         accuracy = record["metrics"]["accuracy"]
         real = row in REAL_ROWS
@@ -94,7 +98,9 @@ def test_smoke_run_end_to_end(tiny_dataset, tmp_path):  # noqa: F811
         assert 0 <= low <= high <= 1
         assert record["metrics"]["test_n_samples"]["per_seed"] == [n_validation] * accuracy["n"]
         assert record["metrics"]["test_n_samples"]["recordings_interval"] is None  # no per-sample values
-        assert (record["metrics"]["pose_r"] is None) == (row in ("sound classifier (real)", "I2S"))
+        assert (record["metrics"]["pose_r"] is None) == (row in ("sound classifier (real)", "I2S", "I2S-FM"))
+        kid = record["metrics"]["kid"]
+        assert np.isfinite(kid["mean"]) and kid["recordings_interval"] is None  # a set statistic
         per_class = record["per_class_accuracy"]
         assert set(per_class) == set(TINY_CLASSES)
         assert sum(c["n_samples"] for c in per_class.values()) == n_validation
@@ -104,7 +110,7 @@ def test_smoke_run_end_to_end(tiny_dataset, tmp_path):  # noqa: F811
             weighted = sum(c["n_samples"] * c["per_seed"][k] for c in per_class.values()) / n_validation
             assert weighted == pytest.approx(overall)
     paired = {(p["a"], p["b"], p["metric"]): p for p in payload["paired"]}
-    for a, b in COMPARISONS:
+    for a, b in [(a, b) for a, b in COMPARISONS if a in ROWS and b in ROWS]:
         p = paired[(a, b, "accuracy")]
         expected = [x - y for x, y in zip(payload["rows"][a]["metrics"]["accuracy"]["per_seed"],
                                           payload["rows"][b]["metrics"]["accuracy"]["per_seed"])]
@@ -120,7 +126,7 @@ def test_smoke_run_end_to_end(tiny_dataset, tmp_path):  # noqa: F811
                          weights_only=True)["modules"]["model"]
     assert not torch.equal(judge["head.weight"], encoder["head.weight"])
     for seed in (0, 1):
-        for stage in (*ENCODER_STAGES, *VARIANTS):
+        for stage in (*ENCODER_STAGES, *ROWS):
             assert (run_dir / "seeds" / f"seed-{seed}" / "checkpoints" / f"{stage}.pt").stat().st_size > 1000
     for figure in ("s2i_samples", "i2s_samples", "training_curves"):
         with Image.open(run_dir / "figures" / f"{figure}.png") as img:
@@ -133,6 +139,18 @@ def test_smoke_run_end_to_end(tiny_dataset, tmp_path):  # noqa: F811
     assert "silent pairs left out: 2 train, 3 validation" in report
     assert "0.9375" in report and "not directly comparable" in report  # published rows, marked
     assert "test_n_samples" in report and "Pearson r" in report  # every measure is stated
+    assert "| S2I-FM − S2I-C | accuracy |" in report and "another instrument (instrument-oriented" in report
+    assert "## Accuracy per instrument" in report and "| cello (n=" in report
+    assert "biased upwards at small n" in report and f"all {n_validation} validation pairs" in report
+
+    # Sound: every example's real LMS and each I2S row's LMS, inverted, linked from the report.
+    wavs = sorted((run_dir / "audio" / "seed-0").glob("*.wav"))
+    assert len(wavs) == 3 * len(TINY_CLASSES)  # one example per instrument: real, I2S, I2S-FM
+    for wav in wavs:
+        assert f"](audio/seed-0/{wav.name})" in report
+        audio, rate = sf.read(wav, dtype="float32")
+        assert rate == 44100 and len(audio) == 22050
+        assert 20 * np.log10(np.abs(audio).max()) == pytest.approx(-3.0, abs=0.01)  # one fixed level
 
     # Rerun: every seed and the judges are reused (nothing rewritten but the summary), identical outputs.
     before = {**_files(run_dir), **_files(judges_dir)}
@@ -211,11 +229,29 @@ def test_seeds_option():
 
 
 def test_cli_suite_choices_are_the_suites():
-    from cmav_models.bench import SUITES
-
     for command in ("run", "judges"):
         option = next(p for p in main.commands[command].params if p.name == "suite")
         assert sorted(option.type.choices) == sorted(SUITES)
+    option = next(p for p in main.commands["run"].params if p.name == "gan")
+    assert sorted(option.type.choices) == sorted(GAN_CHOICES)
+
+
+def test_gan_choice_selects_the_rows_and_separates_the_runs():
+    from dataclasses import replace
+
+    from cmav_models.bench import run_id
+
+    rows = {gan: set(replace(SUITES["fast"], gan=gan).variants) for gan in GAN_CHOICES}
+    flow = {"S2I-FM", "I2S-FM"}
+    assert rows["gan-cls"] == {"S2I-C", "S2I-A", "S2I-N", "I2S"} | flow
+    assert rows["projection"] == {"S2I-C-proj", "S2I-AE-proj", "S2I-N-proj", "I2S-proj"} | flow
+    assert rows["both"] == set(VARIANTS)
+    assert all(VARIANTS[n].family == "gan_cls" for n in ("S2I-C", "S2I-N", "I2S"))
+    assert VARIANTS["S2I-A"].family == "encoder_decoder" and not VARIANTS["S2I-N"].mismatch
+    ids = {run_id(replace(SUITES["smoke"], gan=gan), "0" * 64) for gan in GAN_CHOICES}
+    assert len(ids) == len(GAN_CHOICES)
+    with pytest.raises(ValueError, match="gan must be one of"):
+        replace(SUITES["smoke"], gan="dcgan")
 
 
 def test_help_shows_defaults_and_an_example():
@@ -226,8 +262,8 @@ def test_help_shows_defaults_and_an_example():
     assert result.exit_code == 0 and "cmav-data verify" in result.output
 
 
-def test_classifier_conditions_are_class_posteriors_and_the_autoencoder_gives_its_code(tiny_dataset):  # noqa: F811
-    from cmav_models.bench import SUITES, SeedRun
+def test_conditions_are_the_encoders_features_or_class_posteriors(tiny_dataset):  # noqa: F811
+    from cmav_models.bench import SeedRun
     from cmav_models.data import load_pairs
 
     config = SUITES["smoke"]
@@ -236,13 +272,15 @@ def test_classifier_conditions_are_class_posteriors_and_the_autoencoder_gives_it
     for variant in VARIANTS.values():
         encoder = seed_run.new_encoder(variant.encoder).eval()
         cond = seed_run.conditions(encoder, variant, pairs)
-        if variant.condition == "embedding":
-            assert cond.shape == (len(pairs), config.sound_autoencoder.embed_dim)
-        else:  # a posterior over the 13 instruments, peaked where the classifier's vote is
-            assert cond.shape == (len(pairs), 13) and torch.allclose(cond.sum(1), torch.ones(len(pairs)))
-            inputs = seed_run.to_lms_unit(pairs.lms) if variant.direction == "s2i" else pairs.images.float() / 127.5 - 1
-            with torch.no_grad():
+        inputs = pairs.images.float() / 127.5 - 1 if variant.encoder == "image_classifier" else \
+            seed_run.to_lms_unit(pairs.lms)
+        with torch.no_grad():
+            if variant.condition == "embedding":  # the paper's: the encoder's own feature (or the autoencoder's code)
+                assert torch.allclose(cond, encoder.embed(inputs), atol=1e-5)
+            else:  # a posterior over the 13 instruments, peaked where the classifier's vote is
+                assert cond.shape == (len(pairs), 13) and torch.allclose(cond.sum(1), torch.ones(len(pairs)))
                 assert torch.equal(cond.argmax(1), encoder(inputs).argmax(1))
+    assert VARIANTS["S2I-C"].condition == "embedding" and VARIANTS["S2I-C-proj"].condition == "posterior"
 
 
 def test_truncated_or_garbage_manifest_is_a_one_line_error(tiny_dataset, tmp_path):  # noqa: F811

@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from cmav_models.cgan import CGANConfig, Discriminator, Generator, discriminator_loss, generator_loss
+from cmav_models.projection_gan import CGANConfig, Discriminator, Generator, discriminator_loss, generator_loss
 from cmav_models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from cmav_models.image_classifier import ImageCNN, ImageCNNConfig
 from cmav_models.metrics import METRICS, Scored, UnknownMetricError, frechet_distance, get_metric, register_metric
