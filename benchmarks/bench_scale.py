@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_build import CLI, decode_floor, run_measured  # noqa: E402
 from results import update_section  # noqa: E402
 
-BENCH = [sys.executable, "-m", "cmav_models.cli"]
+BENCH = [sys.executable, "-c", "from cmav_models.cli import main; main()"]  # no __main__ in cmav_models.cli
 STEPS = ("build", "extract", "compare", "bench")
 KINDS = ("stft", "cqt", "mfcc", "lms")
 URMP_PIECES = 44
