@@ -126,8 +126,10 @@ def _run(cmd: list[str], run: SizeRun, step: str) -> Measure | None:
     try:
         seconds, rss = run_measured(cmd)
     except subprocess.CalledProcessError as err:
+        # The step's own one-line error, not the probe's traceback that follows it.
         lines = (err.stderr or "").strip().splitlines()
-        run.failed[step] = lines[-1][:200] if lines else f"exit status {err.returncode}"
+        errors = [line for line in lines if line.startswith("Error:")]
+        run.failed[step] = (errors or lines or [f"exit status {err.returncode}"])[-1][:300]
         return None
     return Measure(seconds, rss)
 
