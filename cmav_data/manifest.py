@@ -95,15 +95,21 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def write_table(table: pa.Table, path: str | os.PathLike, metadata: Mapping[bytes, bytes],
-                page_checksums: bool = False) -> None:
+                page_checksums: bool = False, column_encoding: Mapping[str, str] | None = None) -> None:
     """Write ``table`` atomically with fixed writer settings, so equal tables give equal bytes.
 
     ``page_checksums``: a CRC32 per data page, so a reader can tell damaged pages from data.
+    ``column_encoding``: Parquet encodings by leaf column path (e.g. ``{"features.list.element":
+    "BYTE_STREAM_SPLIT"}``); those columns are written without a dictionary, as Parquet requires.
     """
     table = table.replace_schema_metadata(dict(metadata))
+    encoding = dict(column_encoding or {})
+    encoded = {leaf.split(".")[0] for leaf in encoding}
+    dictionary = [name for name in table.column_names if name not in encoded] if encoding else True
     with atomic_path(path, suffix=".parquet") as tmp:
         pq.write_table(table, tmp, compression="zstd", row_group_size=65536, write_statistics=True,
-                       write_page_checksum=page_checksums)
+                       write_page_checksum=page_checksums, use_dictionary=dictionary,
+                       column_encoding=encoding or None)
 
 
 class ManifestError(ValueError):

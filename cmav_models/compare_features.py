@@ -51,8 +51,8 @@ from tqdm import tqdm
 
 from cmav_data.atomic import atomic_path, write_text
 from cmav_data.features.specs import KINDS, FeatureSpec, make_spec
-from cmav_data.features.store import (MANIFEST_NAME, batch_extractor, extract_features, load_chunk, read_features,
-                                      read_pairs)
+from cmav_data.features.store import (ARRAY_ROWS, MANIFEST_NAME, batch_extractor, extract_features, feature_array,
+                                      load_chunk, read_pairs)
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.manifest import read_manifest
 from cmav_models import stats
@@ -140,9 +140,8 @@ def train_cell(task: CellTask) -> dict[str, Any]:
     classes = sorted(set(labels[list(inputs.rows_of["fit"])].tolist()))
     output_of = torch.zeros(len(CLASS_NAMES), dtype=torch.int64)
     output_of[classes] = torch.arange(len(classes))
-    fit_rows = torch.tensor(inputs.rows_of["fit"])
-    x_fit = torch.from_numpy(np.ascontiguousarray(features[fit_rows.numpy()]))
-    y_fit = output_of[labels[fit_rows]]
+    fit_rows = np.array(inputs.rows_of["fit"], dtype=np.int64)
+    y_fit = output_of[labels[torch.from_numpy(fit_rows)]]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a fixed thread count keeps float sums, hence results, reproducible
     try:
@@ -156,8 +155,10 @@ def train_cell(task: CellTask) -> dict[str, Any]:
             torch.manual_seed(derive_seed(task.seed, "compare", epoch, "torch"))  # dropout
             order = torch.Generator().manual_seed(derive_seed(task.seed, "compare", epoch, "data"))
             model.train()
-            for index in batches(len(x_fit), config.batch_size, order):
-                x, y = x_fit[index].unsqueeze(1).to(device), y_fit[index].to(device)
+            for index in batches(len(fit_rows), config.batch_size, order):
+                # One gather from the memory-mapped rows per batch: the fit set is never held in memory.
+                x = torch.from_numpy(features[fit_rows[index.numpy()]]).unsqueeze(1).to(device)
+                y = y_fit[index].to(device)
                 with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
                     loss = torch.nn.functional.cross_entropy(model(x), y)
                 optimizer.zero_grad(set_to_none=True)
@@ -244,6 +245,20 @@ def split_pairs(dataset_dir: str | os.PathLike, config: CompareConfig) -> tuple[
     return ids, counts
 
 
+def _row_moments(fit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row mean and (population) std over every frame of ``fit`` [N, rows, frames], in float64,
+    read ARRAY_ROWS pairs at a time (two passes: the squared deviations from the final mean)."""
+    count = fit.shape[0] * fit.shape[2]
+    total = np.zeros(fit.shape[1])
+    for i in range(0, len(fit), ARRAY_ROWS):
+        total += fit[i:i + ARRAY_ROWS].sum(axis=(0, 2), dtype=np.float64)
+    mean = total / count
+    squares = np.zeros(fit.shape[1])
+    for i in range(0, len(fit), ARRAY_ROWS):
+        squares += np.square(fit[i:i + ARRAY_ROWS] - mean[None, :, None]).sum(axis=(0, 2))
+    return mean, np.sqrt(squares / count)
+
+
 def prepare_inputs(dataset_dir: str | os.PathLike, spec: FeatureSpec, ids: dict[str, list[str]], cache_key: str,
                    features_dir: Path, out_dir: Path, needed: bool) -> tuple[Inputs, dict]:
     """Standardise ``spec``'s features per row on the fit pairs; save them once (when ``needed``)."""
@@ -254,17 +269,21 @@ def prepare_inputs(dataset_dir: str | os.PathLike, spec: FeatureSpec, ids: dict[
     starts = np.cumsum([0] + [len(ids[name]) for name in SPLITS])
     rows_of = {name: tuple(range(int(starts[k]), int(starts[k + 1]))) for k, name in enumerate(SPLITS)}
     if (needed and not path.is_file()) or not stats_path.is_file():
-        _, features, _ = read_features(features_dir, order)
-        fit = features[: len(ids["fit"])]
-        mean = fit.mean(axis=(0, 2), dtype=np.float64)
-        std = fit.std(axis=(0, 2), dtype=np.float64)
+        array = feature_array(features_dir, order)  # memory-mapped: streamed below, ARRAY_ROWS pairs at a time
+        for notice in array.warnings:
+            print(f"warning: {notice}", file=sys.stderr)
+        features, n_fit = array.values, len(ids["fit"])
+        mean, std = _row_moments(features[:n_fit])
         # A constant row (e.g. at the floor in every fit pair) would divide by zero: leave it centred.
         scale = np.where(std > 1e-6, std, 1.0)
-        standardised = ((features - mean[None, :, None]) / scale[None, :, None]).astype(np.float32)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, suffix=".npy") as tmp:
-            np.save(tmp, standardised)
-        record = {"method": STANDARDISATION, "fitted_on_pairs": len(ids["fit"]),
+            standardised = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=features.shape)
+            for i in range(0, len(features), ARRAY_ROWS):
+                standardised[i:i + ARRAY_ROWS] = (features[i:i + ARRAY_ROWS] - mean[None, :, None]) / scale[None, :, None]
+            standardised.flush()
+            del standardised
+        record = {"method": STANDARDISATION, "fitted_on_pairs": n_fit,
                   "mean": mean.round(6).tolist(), "std": std.round(6).tolist()}
         write_text(stats_path, json.dumps(record) + "\n")
     labels_of = dict(zip(*[read_manifest(Path(dataset_dir) / MANIFEST_NAME, columns=["id", "class_index"])

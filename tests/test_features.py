@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +25,8 @@ from cmav_data.features import fast as fast_module
 from cmav_data.features.fast import FastFeatures, window_taps
 from cmav_data.features.reference import reference_features
 from cmav_data.features.specs import SpecError, make_spec
-from cmav_data.features.store import FeatureInputError, extract_features, load_chunk, read_features
+from cmav_data.features.store import (STORAGE, FeatureInputError, batch_extractor, extract_features, feature_array,
+                                     load_chunk, read_features)
 from cmav_data.parallel import executor_for
 from cmav_data.manifest import read_metadata
 from cmav_models.sound_classifier import SoundCNN, SoundCNNConfig
@@ -200,7 +205,7 @@ def test_cqt_default_band_and_filters_fit_a_chunk_without_librosa_warnings():
 
 
 def _shard_bytes(out_dir: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out_dir.iterdir())}
+    return {p.name: p.read_bytes() for p in sorted(out_dir.iterdir()) if p.is_file()}
 
 
 def test_extract_writes_shards_caches_and_is_worker_count_independent(dataset, tmp_path):
@@ -380,7 +385,7 @@ def test_garbage_index_is_named_and_recomputed_from_checked_shards(extracted):
     with pytest.raises(FeatureInputError, match=r"features.json: not a feature index"):
         read_features(out)
     # The shards are the killed-run case now: adopted only if whole. Damage one inside a page.
-    _flip_byte(out / "part-00002.parquet", 200)
+    _flip_byte(out / "part-00002.parquet", (out / "part-00002.parquet").stat().st_size // 2)  # in the features
     again = _extract_cli(root)
     assert again.exit_code == 0 and "1 shard(s) computed" in again.stdout, again.output
     (notice,) = again.stderr.strip().splitlines()
@@ -412,4 +417,83 @@ def test_feature_dataset_warns_when_it_recomputes_a_damaged_shard(tmp_path):
     _flip_byte(shard, shard.stat().st_size // 2)
     with pytest.warns(FeatureCacheWarning, match=f"{shard}: sha256 .* recomputing it"):
         again = FeatureDataset(tmp_path, make_spec("mfcc"), "train")
-    assert torch.equal(again.features, first.features)
+    assert np.array_equal(again.features, first.features)
+
+
+def test_feature_array_holds_the_shards_values_and_a_damaged_one_is_rebuilt(tmp_path):
+    build_dataset(tmp_path, train_per_class=3, validation_per_class=2)
+    out = extract_features(tmp_path, make_spec("mfcc"), shard_size=5, progress=False).out_dir
+    all_ids, all_features, _ = read_features(out)
+    ids = all_ids[::-2]  # a selection across shards, in an order of its own
+    old_umask = os.umask(0o027)
+    try:
+        built = feature_array(out, ids)
+    finally:
+        os.umask(old_umask)
+    assert built.rebuilt and isinstance(built.values, np.memmap) and not built.values.flags.writeable
+    assert np.array_equal(built.values, all_features[::-2]) and built.values.dtype == np.float32
+    assert built.path.stat().st_mode & 0o777 == 0o640  # the umask, not mkstemp's 0600
+    record = json.loads(built.path.with_suffix(".json").read_text())
+    assert record["size"] == built.path.stat().st_size and len(record["sha256"]) == 64
+    assert not feature_array(out, ids).rebuilt  # reused while its size and sha256 hold
+    assert feature_array(out, ids[:3]).path != built.path  # another selection, another array
+    for damage in ("flip", "truncate"):
+        data = bytearray(built.path.read_bytes())
+        if damage == "flip":
+            data[-5] ^= 0xFF
+        built.path.write_bytes(bytes(data if damage == "flip" else data[:-100]))
+        again = feature_array(out, ids)
+        cause = "sha256 [0-9a-f]{64}, features.json says" if damage == "flip" else "bytes, features.json says"
+        assert again.rebuilt and len(again.warnings) == 1
+        assert re.match(f"{re.escape(str(built.path))}: .*{cause}.*; rebuilt from the shards", again.warnings[0])
+        assert np.array_equal(again.values, all_features[::-2])
+    with pytest.raises(FeatureInputError, match="pair nobody: not in the features"):
+        feature_array(out, ["nobody"])
+
+
+BOUNDED_ITERATION = """
+import resource, sys
+import numpy as np
+from cmav_data.features.dataset import FeatureDataset
+from cmav_data.features.specs import make_spec
+
+def anonymous_kb():  # RssAnon: what the process allocated; the memmap's file pages are page cache
+    return int(next(l for l in open("/proc/self/status") if l.startswith("RssAnon")).split()[1])
+
+dataset = FeatureDataset(sys.argv[1], make_spec("stft"), "train")
+before, total = anonymous_kb(), 0.0
+for start in range(0, len(dataset), 4):
+    x, y = dataset.batch(np.arange(start, min(start + 4, len(dataset))))
+    total += float(x.sum())
+print(before, anonymous_kb(), dataset.features.nbytes // 1024, total)
+"""
+
+
+def test_feature_dataset_iterates_a_split_in_bounded_memory(tmp_path):
+    # 52 STFT training pairs, 9.4 MB: iterating them all (4 at a time) must not allocate them.
+    build_dataset(tmp_path, train_per_class=13, validation_per_class=1)
+    spec = make_spec("stft")
+    expected = FeatureDataset(tmp_path, spec, "train")  # builds the array; the child opens it
+    done = subprocess.run([sys.executable, "-c", BOUNDED_ITERATION, str(tmp_path)], capture_output=True,
+                          text=True, check=True)
+    before, after, array_kb, total = done.stdout.split()
+    assert int(array_kb) > 9000 and int(after) - int(before) < int(array_kb) // 4, done.stdout
+    assert float(total) == pytest.approx(float(np.asarray(expected.features, dtype=np.float64).sum()), rel=1e-5)
+
+
+def test_stft_storage_is_lossless_and_recorded(tmp_path):
+    build_dataset(tmp_path, train_per_class=2, validation_per_class=1)
+    spec = make_spec("stft")
+    result = extract_features(tmp_path, spec, progress=False)
+    info = json.loads((result.out_dir / "features.json").read_text())
+    assert info["storage"] == STORAGE == {"dtype": "float32", "encoding": "BYTE_STREAM_SPLIT", "compression": "zstd"}
+    assert read_metadata(result.out_dir / "part-00000.parquet")["options"]["storage"] == STORAGE
+    column = pq.ParquetFile(result.out_dir / "part-00000.parquet").metadata.row_group(0).column(1)
+    assert "BYTE_STREAM_SPLIT" in column.encodings and column.compression == "ZSTD"
+    ids, stored, _ = read_features(result.out_dir)
+    rows = pq.read_table(tmp_path / "manifest.parquet", columns=["id", "audio_path"]).to_pydict()
+    audio = np.stack([load_chunk(tmp_path / path, spec, i)[0] for i, path in zip(rows["id"], rows["audio_path"])])
+    computed = batch_extractor(spec, "fast")(audio)
+    assert ids == rows["id"] and stored.tobytes() == computed.astype(np.float32).tobytes()  # bit for bit
+    # float16 would not hold the 1e-3 dB tolerance on these values (step 0.03 dB at -60 dB).
+    assert np.abs(computed.astype(np.float16).astype(np.float32) - computed).max() > DB_TOLERANCE

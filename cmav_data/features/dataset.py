@@ -3,6 +3,10 @@
 Training code names a dataset folder, a spec and a split; the features come from the cache
 (``cmav_data.features.store``), computed first if missing, and the labels from the manifest.
 Items are ``(float32 tensor [1, rows, frames], int64 class index)``, the layout ``SoundCNN`` takes.
+
+The features are a memory-mapped array of the split's pairs (``store.feature_array``, built from the
+shards on first use): items are read from disk when indexed, so a split of any size trains in the
+memory of a few batches. ``batch(indices)`` reads many items with one fancy index (no per-item Python).
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ import numpy as np
 import torch
 
 from cmav_data.features.specs import FeatureSpec
-from cmav_data.features.store import MANIFEST_NAME, FeatureInputError, extract_features, read_features
+from cmav_data.features.store import MANIFEST_NAME, FeatureInputError, extract_features, feature_array
 from cmav_data.manifest import read_manifest
 
 
 class FeatureCacheWarning(UserWarning):
-    """A damaged feature shard or index was found (and recomputed) while the dataset was made."""
+    """A damaged feature shard, index or array was found (and recomputed) while the dataset was made."""
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -63,12 +67,20 @@ class FeatureDataset(torch.utils.data.Dataset):
                 members = [members[i] for i in np.linspace(0, len(members) - 1, max_per_class).round().astype(int)]
             chosen += members
             labels += [label] * len(members)
-        self.ids, features, _ = read_features(extracted.out_dir, chosen)
-        self.features = torch.from_numpy(np.require(features, requirements="W"))  # Arrow buffers are read-only
+        array = feature_array(extracted.out_dir, chosen)
+        for notice in array.warnings:
+            warnings.warn(notice, FeatureCacheWarning, stacklevel=2)
+        self.ids: list[str] = chosen
+        self.features: np.ndarray = array.values  # read-only memmap [N, rows, frames]
         self.labels = torch.tensor(labels, dtype=torch.int64)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.features[index].unsqueeze(0), self.labels[index]
+        return torch.from_numpy(np.array(self.features[index])).unsqueeze(0), self.labels[index]
+
+    def batch(self, indices: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items ``indices`` stacked as ([B, 1, rows, frames], [B]), read in one gather from the array."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return torch.from_numpy(self.features[indices]).unsqueeze(1), self.labels[torch.from_numpy(indices)]

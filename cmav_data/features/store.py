@@ -9,6 +9,16 @@ Output layout under a built dataset root ``DIR`` (see ``cmav_data.manifest`` for
 ``features`` is a ``fixed_size_list<float32>`` of rows * frames values (C order, [rows, frames]);
 the shape, the full spec, the backend and the library versions are in each shard's Parquet
 metadata (key ``cmav``) and in ``features.json``. pandas reads the column as arrays.
+Storage (``STORAGE``, recorded in ``features.json`` and the cache key): the float32 values are
+written with Parquet's BYTE_STREAM_SPLIT encoding under zstd, which is lossless (values read back
+bit for bit) and smaller than zstd alone (float16 would not hold the 1e-3 dB tolerance: its step
+is 0.03 dB near -60 dB).
+
+Training reads memory-mapped arrays, not shards: ``feature_array(DIR/features/<kind>-<shortkey>, ids)``
+builds ``arrays/<key>.npy`` (float32 [N, rows, frames], the pairs in the order given) from the shards
+on first use, shard by shard, and records its size and sha256 in ``arrays/<key>.json``; ``key`` hashes
+the feature cache key and the ids. An array whose record is missing, or whose size or sha256 differs,
+is rebuilt (with a notice when it had been recorded).
 
 The cache key hashes the spec, the backend (and its device and FFT engine), the library versions and each
 pair's id and audio checksum (manifest ``audio_sha256``), never paths or worker counts;
@@ -47,7 +57,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 import soxr
 
-from cmav_data.atomic import sweep_temporaries, write_text
+from cmav_data.atomic import TMP_PREFIX, sweep_temporaries, write_text
 from cmav_data.checksum import ContentError, read_verified, sha256_file
 from cmav_data.features.specs import FeatureSpec, spec_from_dict
 from cmav_data.locking import output_lock
@@ -63,6 +73,10 @@ VERSIONED_PACKAGES = ("cmav", "librosa", "numba", "numpy", "pyfftw", "scipy", "s
 MANIFEST_COLUMNS = ["id", "audio_path", "audio_sha256"]
 SHARD_NAME = re.compile(r"part-\d{5}\.parquet")
 SHA256 = re.compile(r"[0-9a-f]{64}")
+# Lossless: BYTE_STREAM_SPLIT groups the floats' bytes by significance, which zstd then packs better.
+STORAGE = {"dtype": "float32", "encoding": "BYTE_STREAM_SPLIT", "compression": "zstd"}
+ARRAYS_DIR = "arrays"
+ARRAY_ROWS = 256  # pairs per copy when an array is built or streamed: bounds the memory it takes
 
 
 class FeatureInputError(ValueError):
@@ -146,7 +160,7 @@ def cache_key(pairs: Sequence[Pair], spec: FeatureSpec, backend: str, versions: 
     content = [[p.id, p.audio_sha256] for p in pairs]
     # The engine is part of the key: GPU, FFTW and pocketfft round differently (all within the tolerances).
     return _digest({"pairs": content, "spec": spec.to_dict(), "backend": backend,
-                    "engine": compute_engine(backend), "versions": versions})
+                    "engine": compute_engine(backend), "versions": versions, "storage": STORAGE})
 
 
 def features_dir(dataset_dir: str | os.PathLike, spec: FeatureSpec, key: str) -> Path:
@@ -261,9 +275,10 @@ def extract_shard(task: ShardTask) -> ShardReport:
     rows, frames = spec.shape
     column = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)), rows * frames)
     table = pa.table({"id": pa.array([p.id for p in task.pairs], pa.string()), "features": column})
-    options = {"spec": task.spec, "shape": [rows, frames], "backend": task.backend,
+    options = {"spec": task.spec, "shape": [rows, frames], "backend": task.backend, "storage": STORAGE,
                "engine": compute_engine(task.backend), "versions": task.versions, "shard_key": task.shard_key}
-    write_table(table, task.shard_path, table_metadata("features", options), page_checksums=True)
+    write_table(table, task.shard_path, table_metadata("features", options), page_checksums=True,
+                column_encoding={"features.list.element": STORAGE["encoding"]})
     return ShardReport(True, len(task.pairs), sum(r for _, r, _ in loaded), sum(z for _, _, z in loaded),
                        _shard_entry(task.shard_path, len(task.pairs)))
 
@@ -372,11 +387,29 @@ def _extract_into(out_dir: Path, dataset_dir: str | os.PathLike, pairs: tuple[Pa
                                 enabled=progress))
     entries.update((r.entry.name, r.entry) for r in reports)
     info = {"cache_key": key, "kind": spec.kind, "backend": backend, "engine": compute_engine(backend),
-            "spec": spec.to_dict(), "shape": list(spec.shape), "versions": versions, "n_pairs": len(pairs),
+            "spec": spec.to_dict(), "shape": list(spec.shape), "storage": STORAGE, "versions": versions,
+            "n_pairs": len(pairs),
             "shards": [vars(entries[name]) for name in shard_names]}
     write_text(info_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
     return ExtractResult(out_dir, key, len(pairs), n_shards, sum(r.computed for r in reports),
                          sum(r.n_resampled for r in reports), sum(r.n_resized for r in reports), tuple(warnings))
+
+
+def _read_shard(out_dir: Path, entry: ShardEntry) -> pa.Table:
+    """A shard checked against its entry's size and its page checksums (the sha256 is checked where
+    the cache is believed: extract_features); FeatureInputError naming it if it is damaged."""
+    path = out_dir / entry.name
+    problem = shard_problem(path, entry, check_sha256=False)
+    try:
+        if not problem:
+            return pq.read_table(path, page_checksum_verification=True)
+    except (pa.ArrowException, OSError) as err:
+        problem = f"unreadable ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+    raise FeatureInputError(f"{path}: {problem}; run extract-features again")
+
+
+def _values(table: pa.Table, rows: int, frames: int) -> np.ndarray:
+    return table.column("features").combine_chunks().values.to_numpy(zero_copy_only=False).reshape(-1, rows, frames)
 
 
 def read_features(
@@ -385,7 +418,8 @@ def read_features(
     """Pairs of an extraction folder: ids, float32 [N, rows, frames], and its features.json.
 
     With ``ids``, only those pairs are read, shard by shard, in the order given (memory stays
-    proportional to the selection, not to the dataset).
+    proportional to the selection, not to the dataset). For training, ``feature_array`` reads
+    the same values memory-mapped.
     """
     out_dir = Path(out_dir)
     info, entries = read_info(out_dir)
@@ -393,15 +427,7 @@ def read_features(
     wanted = None if ids is None else pa.array(list(ids), pa.string())
     parts = []
     for entry in entries:
-        # Sizes and page checksums are cheap; the sha256 is checked where the cache is believed (extract).
-        path = out_dir / entry.name
-        problem = shard_problem(path, entry, check_sha256=False)
-        try:
-            shard = None if problem else pq.read_table(path, page_checksum_verification=True)
-        except (pa.ArrowException, OSError) as err:
-            problem = f"unreadable ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
-        if problem:
-            raise FeatureInputError(f"{path}: {problem}; run extract-features again") from None
+        shard = _read_shard(out_dir, entry)
         if wanted is not None:
             shard = shard.filter(pc.is_in(shard.column("id"), value_set=wanted))
         parts.append(shard)
@@ -413,5 +439,72 @@ def read_features(
             raise FeatureInputError(f"pair {sorted(missing)[0]}: not in the features at {out_dir}")
         position = {pair_id: i for i, pair_id in enumerate(found)}
         table = table.take(pa.array([position[pair_id] for pair_id in ids], pa.int64()))
-    values = table.column("features").combine_chunks().values.to_numpy(zero_copy_only=False)
-    return table.column("id").to_pylist(), values.reshape(-1, rows, frames), info
+    return table.column("id").to_pylist(), _values(table, rows, frames), info
+
+
+@dataclass(frozen=True)
+class FeatureArray:
+    """A memory-mapped float32 [N, rows, frames] of chosen pairs, in the order asked for."""
+
+    path: Path  # DIR/features/<kind>-<shortkey>/arrays/<key>.npy
+    values: np.ndarray  # read-only np.memmap: rows are read from disk when indexed
+    rebuilt: bool  # False when an array with the recorded size and sha256 was already there
+    warnings: tuple[str, ...] = ()  # a recorded array that was damaged, and that it was rebuilt
+
+
+def array_problem(path: Path, record: dict[str, Any], check_sha256: bool = True) -> str | None:
+    """What is wrong with a built array against its record (None: nothing)."""
+    return shard_problem(path, ShardEntry(path.name, record.get("n_pairs", 0), record.get("size", -1),
+                                          record.get("sha256", "")), check_sha256)
+
+
+def feature_array(out_dir: str | os.PathLike, ids: Sequence[str], check_sha256: bool = True) -> FeatureArray:
+    """The features of ``ids`` (unique pair ids) as a memory-mapped array, built from the shards on
+    first use and reused while its recorded size and sha256 hold (see the module docstring)."""
+    out_dir = Path(out_dir)
+    info, entries = read_info(out_dir)
+    ids = list(ids)
+    if len(set(ids)) != len(ids):
+        raise FeatureInputError(f"{out_dir}: a feature array needs unique pair ids")
+    key = _digest({"cache_key": info["cache_key"], "ids": ids})[:16]
+    path, record_path = out_dir / ARRAYS_DIR / f"{key}.npy", out_dir / ARRAYS_DIR / f"{key}.json"
+    warnings: list[str] = []
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        record = None
+    except (OSError, ValueError, RecursionError):
+        record, problem = None, f"{record_path}: unreadable record"
+        warnings.append(f"{problem}; rebuilt from the shards")
+    if isinstance(record, dict) and record.get("cache_key") == info["cache_key"]:
+        problem = array_problem(path, record, check_sha256)
+        if problem is None:
+            return FeatureArray(path, np.load(path, mmap_mode="r"), False)
+        warnings.append(f"{path}: {problem}; rebuilt from the shards")
+    rows, frames = info["shape"]
+    position = {pair_id: i for i, pair_id in enumerate(ids)}
+    # A per-process temporary name opened with open(): the umask applies (mkstemp would make it 0600).
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), rows, frames))
+        missing = set(ids)
+        for entry in entries:  # one shard in memory at a time
+            shard = _read_shard(out_dir, entry)
+            shard_ids = shard.column("id").to_pylist()
+            chosen = [j for j, pair_id in enumerate(shard_ids) if pair_id in position]
+            if chosen:
+                array[[position[shard_ids[j]] for j in chosen]] = _values(shard, rows, frames)[chosen]
+                missing.difference_update(shard_ids[j] for j in chosen)
+        if missing:
+            raise FeatureInputError(f"pair {sorted(missing)[0]}: not in the features at {out_dir}")
+        array.flush()
+        del array
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    record = {"cache_key": info["cache_key"], "n_pairs": len(ids), "shape": [len(ids), rows, frames],
+              "ids_sha256": _digest(ids), "size": path.stat().st_size, "sha256": sha256_file(path)}
+    write_text(record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return FeatureArray(path, np.load(path, mmap_mode="r"), True, tuple(warnings))

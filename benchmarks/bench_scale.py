@@ -1,0 +1,264 @@
+"""Paper scale on one machine: a URMP-like corpus end to end, and how each step's cost grows with pairs.
+
+For each corpus size (``--pieces``; 44 is URMP's), every step runs as a fresh process tree, timed,
+with the peak RSS of its largest process (getrusage of the children, as bench_build.py):
+
+  corpus   ``make-demo-urmp --like-urmp --time-scale F --size WxH`` (44 pieces, made once; a corpus of
+           N < 44 pieces is N evenly spaced piece folders of it, symlinked)
+  build    ``build-suburmp --membership all``; its floor is bench_build.py's bare decode of the same
+           videos (the faster of one ffmpeg per video with all threads, or JOBS ffmpeg at once)
+  extract  ``extract-features --kind K`` for each kind: chunks/s
+  compare  ``compare-features`` in the profile of ``--compare-args`` (default ``--fast``: 3 epochs,
+           60 fit / 30 selection / 30 held-out pairs per class, 8 channels, seeds 0, 1, 2)
+  bench    ``cmav-bench run --suite S`` (default fast) on the built dataset
+
+plus bytes on disk per step (corpus; chunks and images of the build; feature shards per kind). The
+cost curve fits time = c * pairs^k (least squares on log-log) per step over the sizes run, and
+names every step whose k exceeds 1 + LINEAR_SLACK (worse than linear) with its time per pair at the
+smallest and largest size. Sizes, time scale, video size and steps are options:
+
+    # what this was tried with (minutes on a busy machine): 4 and 11 pieces, 2% of URMP's lengths
+    python benchmarks/bench_scale.py --pieces 4 11 --time-scale 0.02 --size 320x180 --bench-suite smoke
+    # a reduced curve (about 30-40 minutes on 2 quiet cores)
+    python benchmarks/bench_scale.py --pieces 4 11 22 44 --time-scale 0.05 --size 480x270
+    # the full-size run (hours): URMP's lengths at 1080p
+    python benchmarks/bench_scale.py --pieces 4 11 22 44 --time-scale 1 --size 1920x1080
+
+Each step's numbers are one run (wall time on a shared or quiet machine, as stated by the caller);
+the exponent comes from as many sizes as were run (at least two are needed for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_build import CLI, decode_floor, run_measured  # noqa: E402
+from results import update_section  # noqa: E402
+
+BENCH = [sys.executable, "-c", "from cmav_models.cli import main; main()"]  # no __main__ in cmav_models.cli
+STEPS = ("build", "extract", "compare", "bench")
+KINDS = ("stft", "cqt", "mfcc", "lms")
+URMP_PIECES = 44
+LINEAR_SLACK = 0.15  # k up to 1.15 counts as linear: one run per size carries that much timing noise
+
+
+@dataclass
+class Measure:
+    seconds: float
+    rss_mb: float
+    note: str = ""
+
+
+@dataclass
+class SizeRun:
+    pieces: int
+    pairs: int = 0
+    video_seconds: float = 0.0
+    steps: dict[str, Measure] = field(default_factory=dict)
+    disk: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def fit_exponent(pairs: list[float], values: list[float]) -> float:
+    """k of values = c * pairs^k, by least squares on (log pairs, log values); needs two distinct sizes."""
+    points = [(math.log(p), math.log(v)) for p, v in zip(pairs, values) if p > 0 and v > 0]
+    if len({x for x, _ in points}) < 2:
+        raise ValueError("an exponent needs at least two distinct sizes with positive values")
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    return (sum((x - mean_x) * (y - mean_y) for x, y in points)
+            / sum((x - mean_x) ** 2 for x, _ in points))
+
+
+def growth(k: float) -> str:
+    """How a step's cost grows, from its exponent."""
+    if k > 1 + LINEAR_SLACK:
+        return "worse than linear"
+    return "linear" if k >= 1 - LINEAR_SLACK else "better than linear"
+
+
+def evenly_spaced(n: int, total: int) -> list[int]:
+    """n indices spread over range(total), first and last included (n=1: the first)."""
+    if n >= total:
+        return list(range(total))
+    return [round(i * (total - 1) / (n - 1)) if n > 1 else 0 for i in range(n)]
+
+
+def disk_bytes(path: Path, pattern: str = "**/*") -> int:
+    """Bytes of the files under ``path`` matching ``pattern`` (symlinked folders followed)."""
+    return sum(p.stat().st_size for p in path.glob(pattern) if p.is_file()) if path.exists() else 0
+
+
+def make_corpus(work: Path, args: argparse.Namespace) -> tuple[Path, Measure]:
+    corpus = work / f"urmp44-{args.time_scale:g}-{args.size}"
+    if (corpus / "demo.json").exists():
+        return corpus, Measure(math.nan, math.nan, "reused")
+    seconds, rss = run_measured([*CLI, "make-demo-urmp", str(corpus), "--like-urmp", "--time-scale",
+                                 str(args.time_scale), "--size", args.size, "-j", str(args.jobs), "--quiet",
+                                 "--force"])
+    return corpus, Measure(seconds, rss)
+
+
+def sub_corpus(corpus: Path, pieces: int, work: Path) -> Path:
+    """The 44-piece corpus itself, or a folder of ``pieces`` evenly spaced piece folders symlinked."""
+    folders = sorted(p for p in corpus.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if pieces >= len(folders):
+        return corpus
+    sub = work / f"{corpus.name}-{pieces}"
+    shutil.rmtree(sub, ignore_errors=True)
+    sub.mkdir(parents=True)
+    for i in evenly_spaced(pieces, len(folders)):
+        (sub / folders[i].name).symlink_to(folders[i].resolve(), target_is_directory=True)
+    return sub
+
+
+def _run(cmd: list[str], run: SizeRun, step: str) -> Measure | None:
+    try:
+        seconds, rss = run_measured(cmd)
+    except subprocess.CalledProcessError as err:
+        # The step's own one-line error, not the probe's traceback that follows it.
+        lines = (err.stderr or "").strip().splitlines()
+        errors = [line for line in lines if line.startswith("Error:")]
+        run.failed[step] = (errors or lines or [f"exit status {err.returncode}"])[-1][:300]
+        return None
+    return Measure(seconds, rss)
+
+
+def run_size(corpus: Path, pieces: int, args: argparse.Namespace) -> SizeRun:
+    run = SizeRun(pieces)
+    source = sub_corpus(corpus, pieces, args.work)
+    out = args.work / f"suburmp-{corpus.name}-{pieces}"
+    videos = sorted(source.glob("*/Vid_*.mp4"))
+    run.disk["corpus"] = disk_bytes(source, "*/*")
+    if "build" in args.steps or not (out / "build.json").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        build = _run([*CLI, "build-suburmp", str(source), str(out), "--membership", "all", "-j", str(args.jobs),
+                      "--quiet"], run, "build")
+        if build is None:
+            return run
+        floor, how = decode_floor(videos, args.jobs)
+        build.note = f"{build.seconds / floor:.2f}x the decode floor ({floor:.1f} s, {how})"
+        run.steps["build"] = build
+    info = json.loads((out / "build.json").read_text())
+    run.pairs = info["n_pairs"]
+    run.video_seconds = sum(probe_seconds(v) for v in videos)
+    run.disk["chunks"] = disk_bytes(out / "chunk")
+    run.disk["images"] = disk_bytes(out / "img")
+    if "extract" in args.steps:
+        total = Measure(0.0, 0.0)
+        for kind in args.kinds:
+            shutil.rmtree(next(iter(sorted((out / "features").glob(f"{kind}-*"))), Path("/nonexistent")),
+                          ignore_errors=True)
+            one = _run([*CLI, "extract-features", str(out), "--kind", kind, "-j", str(args.jobs), "--quiet"],
+                       run, f"extract {kind}")
+            if one is None:
+                continue
+            one.note = f"{run.pairs / one.seconds:.1f} chunks/s"
+            run.steps[f"extract {kind}"] = one
+            total = Measure(total.seconds + one.seconds, max(total.rss_mb, one.rss_mb))
+            (folder,) = sorted((out / "features").glob(f"{kind}-*"))
+            run.disk[f"features {kind}"] = disk_bytes(folder, "*.parquet")
+        total.note = f"{len(args.kinds) * run.pairs / max(total.seconds, 1e-9):.1f} chunks/s over the kinds"
+        run.steps["extract"] = total
+    if "compare" in args.steps:
+        target = args.work / f"compare-{corpus.name}-{pieces}"
+        shutil.rmtree(target, ignore_errors=True)  # cells would be reused: time a first run
+        one = _run([*CLI, "compare-features", str(out), "--out", str(target), "--kinds", ",".join(args.kinds),
+                    "--device", "cpu", "-j", str(args.jobs), "--quiet", *shlex.split(args.compare_args)],
+                   run, "compare")
+        if one is not None:
+            results = json.loads((target / "results.json").read_text())
+            one.note = (f"{results['run']['cells_trained']} models, seeds "
+                        f"{', '.join(map(str, results['config']['seeds']))}, fit pairs {results['counts']['pairs']['fit']}")
+            run.steps["compare"] = one
+            run.disk["compare arrays"] = disk_bytes(out / "features", "*/arrays/*.npy") + disk_bytes(target / "inputs")
+    if "bench" in args.steps:
+        runs = args.work / f"runs-{corpus.name}-{pieces}"
+        shutil.rmtree(runs, ignore_errors=True)
+        one = _run([*BENCH, "run", "--suite", args.bench_suite, "--data", str(out), "--out", str(runs),
+                    "--device", "cpu", "--jobs", str(args.jobs), "--quiet"], run, "bench")
+        if one is not None:
+            one.note = f"suite {args.bench_suite}"
+            run.steps["bench"] = one
+    return run
+
+
+def probe_seconds(video: Path) -> float:
+    from cmav_data.media import probe_video
+
+    return probe_video(video).duration
+
+
+def report(runs: list[SizeRun], args: argparse.Namespace, corpus_measure: Measure) -> str:
+    lines = [f"corpus: make-demo-urmp --like-urmp --time-scale {args.time_scale:g} --size {args.size} "
+             f"({'reused' if corpus_measure.note == 'reused' else f'{corpus_measure.seconds:.1f} s, peak RSS {corpus_measure.rss_mb:.0f} MB'}); "
+             f"-j {args.jobs}; compare-features {args.compare_args or '(default profile)'}; bench suite {args.bench_suite}"]
+    for run in runs:
+        lines += ["", f"{run.pieces} pieces, {run.pairs} pairs, {run.video_seconds:.0f} s of video:",
+                  f"  {'step':<14} {'wall s':>9} {'peak RSS MB':>12}  note"]
+        for name, m in run.steps.items():
+            lines.append(f"  {name:<14} {m.seconds:>9.1f} {m.rss_mb:>12.0f}  {m.note}")
+        for name, cause in run.failed.items():
+            lines.append(f"  {name:<14} FAILED: {cause}")
+        lines.append("  disk: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in run.disk.items()))
+    sized = [r for r in runs if r.pairs]
+    if len({r.pairs for r in sized}) >= 2:
+        lines += ["", f"cost curve over {', '.join(str(r.pairs) for r in sized)} pairs "
+                      f"(time = c * pairs^k, least squares on log-log; linear within k <= {1 + LINEAR_SLACK:g}):",
+                  f"  {'step':<14} {'k time':>7} {'k RSS':>7}  growth"]
+        names = [n for n in runs[0].steps if all(n in r.steps for r in sized)]
+        worse = []
+        for name in names:
+            pairs = [r.pairs for r in sized]
+            k_time = fit_exponent(pairs, [r.steps[name].seconds for r in sized])
+            k_rss = fit_exponent(pairs, [r.steps[name].rss_mb for r in sized])
+            lines.append(f"  {name:<14} {k_time:>7.2f} {k_rss:>7.2f}  {growth(k_time)}")
+            if growth(k_time) == "worse than linear":
+                first, last = sized[0], sized[-1]
+                worse.append(f"{name} (k = {k_time:.2f}: {1000 * first.steps[name].seconds / first.pairs:.1f} ms per "
+                             f"pair at {first.pairs} pairs, {1000 * last.steps[name].seconds / last.pairs:.1f} ms at "
+                             f"{last.pairs})")
+        lines.append("worse than linear: " + ("; ".join(worse) if worse else "none"))
+    lines.append("\none run per step and size (wall time; not a sampled statistic)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pieces", type=int, nargs="+", default=[4, 11, 22, 44], help="corpus sizes (of URMP's 44)")
+    ap.add_argument("--time-scale", type=float, default=1.0, help="make-demo-urmp --time-scale (1 = URMP's lengths)")
+    ap.add_argument("--size", default="1920x1080", help="video size (URMP's is 1920x1080)")
+    ap.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of {','.join(STEPS)}")
+    ap.add_argument("--kinds", default=",".join(KINDS), help="feature kinds to extract and compare")
+    ap.add_argument("--compare-args", default="--fast", help="compare-features profile flags (quoted)")
+    ap.add_argument("--bench-suite", default="fast", help="cmav-bench run --suite")
+    ap.add_argument("-j", "--jobs", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/cmav-bench-scale"))
+    ap.add_argument("--no-record", action="store_true", help="do not update RESULTS.md")
+    args = ap.parse_args()
+    args.steps = [s for s in args.steps.split(",") if s]
+    args.kinds = [k for k in args.kinds.split(",") if k]
+    unknown = set(args.steps) - set(STEPS)
+    if unknown or not set(args.kinds) <= set(KINDS) or any(n < 1 or n > URMP_PIECES for n in args.pieces):
+        ap.error(f"steps among {','.join(STEPS)}, kinds among {','.join(KINDS)}, pieces in 1..{URMP_PIECES}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    corpus, corpus_measure = make_corpus(args.work, args)
+    runs = [run_size(corpus, n, args) for n in sorted(args.pieces)]
+    body = report(runs, args, corpus_measure)
+    print(body)
+    if not args.no_record:
+        update_section("bench_scale", ("python benchmarks/bench_scale.py " + " ".join(sys.argv[1:])).strip(), body)
+
+
+if __name__ == "__main__":
+    main()
