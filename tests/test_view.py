@@ -62,7 +62,7 @@ def test_site_layout_pages_and_counts(tiny, tmp_path):
     for page in (tmp_path / "site").rglob("*.html"):
         text = page.read_text()
         assert not re.search(r'(src|href)="(https?:)?//', text), page
-        for ref in re.findall(r'(?:src|href)="([^"#]+)"', text):
+        for ref in re.findall(r'(?:src|href)="(?!data:)([^"#]+)"', text):
             assert (page.parent / ref).resolve().is_file(), (page, ref)
 
 

@@ -73,7 +73,7 @@ th{background:#eee}td.l,th.l{text-align:left}
 .pair.silent{background:#f1f1f1}.pair.playing{outline:3px solid #f80}
 .pair .media{display:flex;gap:.3em;align-items:flex-end}.pair img{display:block;max-height:128px}
 .pair audio{width:100%;margin-top:.3em}
-.thumb{text-align:center;font-size:.75em}.thumb img{display:block;height:96px}
+.pair.thumb{width:auto;text-align:center;font-size:.75em}.thumb img{display:block;height:96px}
 .nav a{margin-right:1em}.muted{color:#777}
 """
 
@@ -115,7 +115,8 @@ def _document(title: str, body: list[str]) -> str:
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>", f"<style>{STYLE}</style>", f"<script>{SCRIPT}</script>",
+        # An empty icon: without it the browser asks the server for /favicon.ico.
+        '<link rel="icon" href="data:,">', f"<title>{escape(title)}</title>", f"<style>{STYLE}</style>", f"<script>{SCRIPT}</script>",
         "</head>", "<body>", *body, "</body>", "</html>", "",
     ])
 
