@@ -26,8 +26,23 @@ def encode_jpeg(img: Image.Image, quality: int) -> bytes:
 
 
 def encode_jpeg_planes(planes: tuple[np.ndarray, np.ndarray, np.ndarray], quality: int) -> bytes:
-    """JPEG of full-range BT.601 4:2:0 planes Y [h, w], Cb and Cr [ceil(h/2), ceil(w/2)]."""
-    return simplejpeg.encode_jpeg_yuv_planes(*planes, quality=quality, fastdct=False)
+    """JPEG of full-range BT.601 4:2:0 planes Y [h, w], Cb and Cr [ceil(h/2), ceil(w/2)].
+
+    TurboJPEG reads the luma of a 4:2:0 image as ceil(h/2)*2 x ceil(w/2)*2 samples (whole chroma
+    pairs) through the plane's row stride: for an odd width or height it reads one column or row
+    past the plane, which in a crop is the next row's first pixel or memory nobody wrote, and which
+    leaks into the last 8x8 blocks. An odd plane is therefore given that column and row here, as
+    copies of its edge (what libjpeg pads the rest of the block with), so equal pixels give equal bytes.
+    """
+    y, u, v = planes
+    height, width = y.shape
+    if height % 2 or width % 2:
+        padded = np.empty((height + height % 2, width + width % 2), np.uint8)
+        padded[:height, :width] = y
+        padded[:height, width:] = y[:, width - 1 :]
+        padded[height:] = padded[height - 1]
+        y = padded[:height, :width]  # the image's own size, with the padding in the rows' stride
+    return simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=quality, fastdct=False)
 
 
 def encode_jpeg_rgb(rgb: np.ndarray, quality: int) -> bytes:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from cmav_data.atomic import atomic_path
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: note_coverage and mean_f0 may be null (their annotation file is empty)
 
 PAIR_SCHEMA = pa.schema(
     [
@@ -34,8 +34,8 @@ PAIR_SCHEMA = pa.schema(
         pa.field("image_sha256", pa.string(), nullable=False),
         pa.field("audio_path", pa.string(), nullable=False),
         pa.field("audio_sha256", pa.string(), nullable=False),
-        pa.field("note_coverage", pa.float32(), nullable=False),  # fraction of the window with notes
-        pa.field("mean_f0", pa.float32(), nullable=False),  # mean voiced F0 in Hz, 0 when unvoiced
+        pa.field("note_coverage", pa.float32()),  # fraction of the window with notes; null: no Notes_ data
+        pa.field("mean_f0", pa.float32()),  # mean voiced F0 in Hz, 0 when unvoiced; null: no F0s_ data
         pa.field("silent", pa.bool_(), nullable=False),
         pa.field("source_audio_sha256", pa.string(), nullable=False),
         pa.field("source_video_sha256", pa.string(), nullable=False),
@@ -93,12 +93,33 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
 
 
-def write_table(table: pa.Table, path: str | os.PathLike, metadata: Mapping[bytes, bytes]) -> None:
-    """Write ``table`` atomically with fixed writer settings, so equal tables give equal bytes."""
+def write_table(table: pa.Table, path: str | os.PathLike, metadata: Mapping[bytes, bytes],
+                page_checksums: bool = False) -> None:
+    """Write ``table`` atomically with fixed writer settings, so equal tables give equal bytes.
+
+    ``page_checksums``: a CRC32 per data page, so a reader can tell damaged pages from data.
+    """
     table = table.replace_schema_metadata(dict(metadata))
     with atomic_path(path, suffix=".parquet") as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=65536, write_statistics=True)
+        pq.write_table(table, tmp, compression="zstd", row_group_size=65536, write_statistics=True,
+                       write_page_checksum=page_checksums)
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read: the message names the file and the cause, in one line."""
 
 
 def read_manifest(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(path, columns=columns)
+    """The manifest's table (only ``columns`` if given); ManifestError if it is missing, not Parquet
+    (truncated, garbage) or lacks a column asked for."""
+    try:
+        schema = pq.read_schema(path)
+        missing = [c for c in columns or () if c not in schema.names]
+        if missing:
+            raise ManifestError(f"{path}: not a cmav manifest (no column {', '.join(missing)})")
+        return pq.read_table(path, columns=columns)
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: missing") from None
+    except (pa.ArrowException, OSError) as e:
+        cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ManifestError(f"{path}: unreadable Parquet (truncated or not a manifest: {cause})") from None

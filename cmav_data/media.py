@@ -61,20 +61,75 @@ def probe_audio(path: str | os.PathLike) -> AudioInfo:
         raise MediaError(path, f"unreadable or non-audio WAV ({_first_line(e)})") from None
     if info.frames <= 0:
         raise MediaError(path, "WAV holds no audio frames")
+    shortfall = wav_data_shortfall(path)
+    if shortfall:  # libsndfile reads what is there and says nothing
+        declared, present = shortfall
+        block = max(1, info.channels * _SAMPLE_BYTES.get(info.subtype, 1))
+        raise MediaError(path, f"truncated: its header says {declared} bytes of audio data "
+                               f"({declared // block / info.samplerate:.2f} s), the file holds {present} "
+                               f"({present // block / info.samplerate:.2f} s)")
     return AudioInfo(info.samplerate, info.channels, info.frames, info.subtype)
 
 
-def read_audio_mono(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """The file's samples as float32 mono (mean of channels) and its sample rate."""
+_SAMPLE_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+
+
+def wav_data_shortfall(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(bytes the ``data`` chunk's header declares, bytes the file holds) when a RIFF/WAVE file is
+    cut short; None when it is whole, not a RIFF WAVE, or declares no size (streamed writers)."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        size = os.fstat(f.fileno()).st_size
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if chunk_id == b"data":
+                present = size - f.tell()
+                if chunk_size in (0, 0xFFFFFFFF) or present >= chunk_size:
+                    return None
+                return chunk_size, present
+            f.seek(chunk_size + chunk_size % 2, io.SEEK_CUR)  # chunks are padded to even sizes
+
+
+# A mean of channels this much quieter than the loudest channel means they cancel (anti-phase).
+CANCELLATION_DB = 20.0
+
+
+def downmix(data: np.ndarray) -> tuple[np.ndarray, str]:
+    """Mono float32 from samples [n, channels], and how it was mixed, in words.
+
+    The mean of the channels, unless that mean is more than ``CANCELLATION_DB`` below the loudest
+    channel (channels in anti-phase, which a mean cancels to near silence): then the loudest channel.
+    """
+    if data.shape[1] == 1:
+        return data[:, 0], "mono"
+    mean = data.mean(axis=1, dtype=np.float32)
+    rms = np.sqrt(np.mean(np.square(data, dtype=np.float64), axis=0))
+    loudest = int(np.argmax(rms))
+    mean_rms = float(np.sqrt(np.mean(np.square(mean, dtype=np.float64))))
+    if rms[loudest] > 0 and mean_rms < rms[loudest] * 10 ** (-CANCELLATION_DB / 20):
+        drop = f"{20 * np.log10(rms[loudest] / mean_rms):.0f} dB quieter" if mean_rms > 0 else "silence"
+        return np.ascontiguousarray(data[:, loudest]), (
+            f"channel {loudest + 1} alone (the loudest): ITS {data.shape[1]} CHANNELS ARE IN ANTI-PHASE, "
+            f"their mean is {drop}; averaging would cancel them")
+    return mean, f"the mean of its {data.shape[1]} channels"
+
+
+def read_audio_mono(path: str | os.PathLike) -> tuple[np.ndarray, int, str]:
+    """The file's samples as float32 mono (see ``downmix``), its sample rate, and how it was mixed."""
     probe_audio(path)
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:
         raise MediaError(path, f"truncated or corrupt audio data ({_first_line(e)})") from None
-    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
-    if not np.isfinite(mono).all():
+    if not np.isfinite(data).all():
         raise MediaError(path, "audio holds NaN or infinite samples")
-    return mono, sr
+    mono, how = downmix(data)
+    return mono, sr, how
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:

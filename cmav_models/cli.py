@@ -39,12 +39,13 @@ def main() -> None:
 def run(suite: str, data_dir: str, out_dir: str, device: str, jobs: int, metrics: tuple[str, ...], seed: int,
         threads: int, quiet: bool) -> None:
     """Train the classifiers, S2I-C, S2I-A, S2I-N and I2S on a built Sub-URMP and write a report."""
+    from cmav_data.manifest import ManifestError
     from cmav_models.bench import INPUT_ERRORS, run_from_options
 
     try:
         run_dir = run_from_options(suite, data_dir, out_dir, device, jobs, metrics, seed, threads,
                                    progress=not quiet)
-    except INPUT_ERRORS as e:
+    except (*INPUT_ERRORS, ManifestError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"report: {run_dir / 'report.md'}")
 

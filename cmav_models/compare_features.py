@@ -39,6 +39,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -425,6 +426,8 @@ def compare_features(
     for kind in config.kinds:  # extraction first, in the parent: cells then read the cache
         spec = make_spec(kind)
         extracted = extract_features(dataset_dir, spec, config.backend, executor=executor, progress=progress)
+        for warning in extracted.warnings:  # a damaged shard was recomputed: say so, as extract-features does
+            print(f"warning: {warning}", file=sys.stderr)
         speed[kind] = extraction_speed(dataset_dir, spec, config.backend, config.speed_chunks)
         cells = [(depth, pooling, seed) for depth in config.depths for pooling in config.poolings
                  for seed in config.seeds]

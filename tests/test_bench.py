@@ -147,3 +147,15 @@ def test_classifier_conditions_are_class_posteriors_and_the_autoencoder_gives_it
             inputs = bench.to_lms_unit(pairs.lms) if variant.direction == "s2i" else pairs.images.float() / 127.5 - 1
             with torch.no_grad():
                 assert torch.equal(cond.argmax(1), encoder(inputs).argmax(1))
+
+
+def test_truncated_or_garbage_manifest_is_a_one_line_error(tiny_dataset, tmp_path):  # noqa: F811
+    import shutil
+
+    for name, damage in (("truncated", lambda data: data[:1000]), ("garbage", lambda data: b"\x00garbage" * 50)):
+        root = tmp_path / name
+        shutil.copytree(tiny_dataset, root)
+        manifest = root / "manifest.parquet"
+        manifest.write_bytes(damage(manifest.read_bytes()))
+        _assert_one_line_error(_run(root, tmp_path / "runs"), str(manifest), "unreadable Parquet")
+    assert not (tmp_path / "runs").exists()

@@ -13,29 +13,36 @@ import pytest
 
 from cmav_data.parallel import executor_for
 from cmav_data.recipes.suburmp import SubUrmpOptions, build_suburmp
-from test_suburmp import _tree_digest
+from test_suburmp import _tree_digest, write_odd_crop_table
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def serial_build(tiny_demo_urmp: Path, tmp_path_factory) -> Path:
+def odd_crops(tiny_demo_urmp: Path, tmp_path_factory) -> Path:
+    return write_odd_crop_table(tiny_demo_urmp, tmp_path_factory.mktemp("crops") / "crops.csv")
+
+
+@pytest.fixture(scope="module")
+def serial_build(tiny_demo_urmp: Path, odd_crops: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("serial") / "out"
-    build_suburmp(tiny_demo_urmp, out, SubUrmpOptions(), progress=False)
+    build_suburmp(tiny_demo_urmp, out, SubUrmpOptions(), crop_table=odd_crops, progress=False)
     return out
 
 
-def test_dask_build_is_byte_identical(tiny_demo_urmp: Path, serial_build: Path, tmp_path: Path):
+def test_dask_build_is_byte_identical(tiny_demo_urmp: Path, odd_crops: Path, serial_build: Path, tmp_path: Path):
     with executor_for(2, "dask") as executor:
         workers = executor.client.scheduler_info()["workers"]
         assert len(workers) == 2 and all(w["nthreads"] == 1 for w in workers.values())
         # Workers pin math libraries to one thread.
         assert set(executor.client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values()) == {"1"}
-        build_suburmp(tiny_demo_urmp, tmp_path / "out", SubUrmpOptions(), executor=executor, progress=False)
+        build_suburmp(tiny_demo_urmp, tmp_path / "out", SubUrmpOptions(), crop_table=odd_crops, executor=executor,
+                      workers=2, progress=False)
     assert _tree_digest(tmp_path / "out") == _tree_digest(serial_build)
 
 
-def test_killed_worker_is_retried_and_bytes_are_identical(tiny_demo_urmp: Path, serial_build: Path, tmp_path: Path):
+def test_killed_worker_is_retried_and_bytes_are_identical(tiny_demo_urmp: Path, odd_crops: Path, serial_build: Path,
+                                                          tmp_path: Path):
     out = tmp_path / "out"
     with executor_for(2, "dask") as executor:
         client = executor.client
@@ -44,7 +51,8 @@ def test_killed_worker_is_retried_and_bytes_are_identical(tiny_demo_urmp: Path, 
 
         def build() -> None:
             try:
-                build_suburmp(tiny_demo_urmp, out, SubUrmpOptions(), executor=executor, progress=False)
+                build_suburmp(tiny_demo_urmp, out, SubUrmpOptions(), crop_table=odd_crops, executor=executor,
+                              progress=False)
             except BaseException as e:  # noqa: BLE001 - reported by the assertion below
                 errors.append(e)
 

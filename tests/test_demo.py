@@ -15,11 +15,14 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from cmav_data.cli import main
+from cmav_data.corpora.urmp import inspect_urmp
 from cmav_data.demo import DemoError, DemoOptions, make_demo_urmp, pieces_per_instrument, plan_corpus, render_piece
+from cmav_data.demo.colour_baseline import bootstrap_accuracy, colour_features, nearest_centroid
+from cmav_data.demo.players import PlayerSprites, Pose, player_look
 from cmav_data.demo.render import RELEASE
 from cmav_data.instruments import INSTRUMENTS
 from cmav_data.layout import player_box
-from cmav_data.manifests import MANIFESTS_DIR
+from cmav_data.manifests import read_table
 
 FPS = Fraction(30000, 1001)
 CODE = "(" + "|".join(INSTRUMENTS) + ")"
@@ -73,6 +76,49 @@ def test_bad_options_are_rejected_with_a_clear_message():
         DemoOptions(size=(961, 540))
 
 
+# --- looks: no colour cue to the instrument ------------------------------------------------------
+
+def test_looks_are_seeded_per_piece_and_player():
+    assert player_look(5, 3, 2) == player_look(5, 3, 2)
+    a, b = player_look(5, 3, 1), player_look(5, 3, 2)
+    assert (a.wall, a.floor, a.chair) == (b.wall, b.floor, b.chair)  # one room per piece
+    assert a.suit != b.suit and a.light != b.light and a.wood != b.wood  # its players differ
+    assert a.wall != player_look(5, 4, 1).wall and a.wall != player_look(6, 3, 1).wall  # other piece, other seed
+
+
+def test_a_player_looks_the_same_whatever_instrument_it_holds():
+    look = player_look(0, 1, 1)
+    violin, trumpet = PlayerSprites("vn", look, 48, 96)(None), PlayerSprites("tpt", look, 48, 96)(None)
+    assert np.array_equal(violin[:8], trumpet[:8])  # the wall above the head: same pixels
+    assert not np.array_equal(violin, trumpet)  # the drawing differs
+    other = PlayerSprites("vn", player_look(0, 2, 1), 48, 96)(None)
+    assert not np.array_equal(violin[:8], other[:8])  # same instrument, another piece: another wall
+
+
+def sprite_colour_accuracy(look_of, players: int = 10, held_out: int = 3) -> float:
+    """Mean-colour nearest-centroid accuracy on sprites: each class's last ``held_out`` players validate."""
+    images, labels, groups, validation = [], [], [], []
+    for ci, code in enumerate(sorted(INSTRUMENTS)):
+        for p in range(players):
+            sprites = PlayerSprites(code, look_of(ci, p), 36, 64)
+            for pose in (None, Pose(1, 2, 0), Pose(4, 4, 3)):
+                images.append(sprites(pose))
+                labels.append(ci)
+                groups.append(f"{code}{p}")
+                validation.append(p >= players - held_out)
+    x, y, val = colour_features(np.stack(images)), np.array(labels), np.array(validation)
+    predicted = nearest_centroid(x[~val], y[~val], x[val])
+    return bootstrap_accuracy(predicted == y[val], np.array(groups)[val])[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mean_colour_tells_no_instrument_but_would_find_a_per_class_palette(seed):
+    # The demo's looks: every player of every class in a piece (room) of its own.
+    assert sprite_colour_accuracy(lambda ci, p: player_look(seed, 13 * p + ci, 1)) < 0.25  # chance: 1/13
+    # Control: one look per class (the old per-instrument backdrop) is found at once.
+    assert sprite_colour_accuracy(lambda ci, p: player_look(seed, ci, 1)) > 0.9
+
+
 # --- the tiny corpus ------------------------------------------------------------------------------
 
 def test_layout_and_names_are_urmps(tiny_demo_urmp):
@@ -98,8 +144,7 @@ def json_options(corpus: Path) -> DemoOptions:
 
 
 def test_index_and_demo_json_describe_the_folders(tiny_demo_urmp):
-    with open(MANIFESTS_DIR / "urmp_index.csv", newline="") as f:
-        urmp_columns = next(csv.reader(f))
+    urmp_columns = list(read_table("urmp_index.csv")[0])
     with open(tiny_demo_urmp / "cmav_index.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == urmp_columns
@@ -199,6 +244,28 @@ def test_each_player_moves_when_playing_and_rests_when_silent(tiny_demo_urmp):
             assert playing_change.min() > 3 * max(silent_change.max(), 0.3), path
 
 
+def test_backdrops_follow_the_piece_not_the_instrument(tiny_demo_urmp):
+    """The wall above each player, in the first frame: shared within a piece (up to the player's
+    light), different between pieces, also for players of the same instrument."""
+    walls: dict[str, list[np.ndarray]] = {}
+    for folder in piece_folders(tiny_demo_urmp):
+        frame = decode(folder / f"Vid_{folder.name}.mp4")[0][0].astype(float)
+        codes = folder.name.split("_")[2:]
+        piece_walls = []
+        for k, code in enumerate(codes, start=1):
+            left, _top, right, _bottom = player_box(frame.shape[1], frame.shape[0], len(codes), k)
+            wall = frame[2:10, left + 2:right - 2].reshape(-1, 3).mean(axis=0)
+            piece_walls.append(wall / wall.sum())  # chromaticity: the room's hue, whatever the exposure
+            walls.setdefault(code, []).append(wall)
+        assert np.ptp(piece_walls, axis=0).max() < 0.08, folder.name  # one room (white balance differs)
+    recurring = {code: w for code, w in walls.items() if len(w) >= 2}
+    assert recurring
+    for code, ws in recurring.items():
+        for i in range(len(ws)):
+            for j in range(i):
+                assert np.abs(ws[i] - ws[j]).max() > 3, code  # another piece, another wall
+
+
 def test_a_piece_renders_identically_again(tiny_demo_urmp, tmp_path):
     """Same seed, other worker layout (serial here, a process pool for the fixture): same output."""
     plan = plan_corpus(json_options(tiny_demo_urmp))[1]
@@ -238,3 +305,82 @@ def test_cli_makes_a_one_piece_corpus(tmp_path):
     assert json.loads((out / "demo.json").read_text())["options"]["seconds"] == [2.0, 2.0]
     bad = CliRunner().invoke(main, ["make-demo-urmp", str(tmp_path / "x"), "--size", "big"])
     assert bad.exit_code == 2 and "WIDTHxHEIGHT" in bad.output
+
+
+# --- --like-urmp: URMP's 44 pieces ---------------------------------------------------------------
+
+def urmp_index_by_folder() -> dict[str, list[dict[str, str]]]:
+    by_folder: dict[str, list[dict[str, str]]] = {}
+    for row in read_table("urmp_index.csv"):
+        by_folder.setdefault(row["folder"], []).append(row)
+    return by_folder
+
+
+def test_like_urmp_plans_the_index_pieces_with_the_release_lengths():
+    plans = plan_corpus(DemoOptions(like_urmp=True))
+    index = urmp_index_by_folder()
+    assert [p.folder for p in plans] == list(index) and len(plans) == 44
+    for p in plans:
+        rows = index[p.folder]
+        assert p.name == rows[0]["name"] and p.number == int(rows[0]["piece"])
+        assert p.file_codes == tuple(r["file_code"] for r in rows)
+    assert plans[14].folder == "15_Surprise_tpt_tpt_tbn" and plans[14].file_codes == ("tpt", "tpt", "tpt")
+    mean = np.mean([p.seconds for p in plans])
+    assert 100 < mean < 125, mean  # the published recordings average about 112 s
+    assert DemoOptions(like_urmp=True).size == (1920, 1080)
+    by_number = {p.number: p for p in plans}
+    for a, b in ((21, 23), (24, 25), (40, 41)):  # arrangements of one music: one excerpt, one length
+        assert (by_number[a].source, by_number[a].music_seed, by_number[a].seconds) == (
+            by_number[b].source, by_number[b].music_seed, by_number[b].seconds)
+        assert by_number[a].seed != by_number[b].seed  # but their own performance and looks
+    scaled = plan_corpus(DemoOptions(like_urmp=True, time_scale=0.1))
+    assert [s.seconds for s in scaled] == [max(2.0, round(p.seconds * 0.1, 2)) for p in plans]
+
+
+def test_like_urmp_tree_has_urmps_names_and_files_and_passes_the_reader(tmp_path):
+    out = tmp_path / "urmp44"
+    result = CliRunner().invoke(main, ["make-demo-urmp", str(out), "--like-urmp", "--time-scale", "0.01",
+                                       "--size", "96x64", "-j", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    index = urmp_index_by_folder()
+    assert [p.name for p in piece_folders(out)] == sorted(index)
+    for folder, rows in index.items():
+        stem = f"{int(rows[0]['piece']):02d}_{rows[0]['name']}"
+        expected = {f"AuMix_{folder}.wav", f"Sco_{folder}.mid", f"Vid_{folder}.mp4"}
+        for r in rows:
+            expected |= {f"{kind}_{r['part']}_{r['file_code']}_{stem}.{ext}"
+                         for kind, ext in (("AuSep", "wav"), ("Notes", "txt"), ("F0s", "txt"))}
+        assert {p.name for p in (out / folder).iterdir()} == expected, folder
+    with open(out / "cmav_index.csv", newline="") as f:
+        assert tuple(csv.DictReader(f)) == read_table("urmp_index.csv")  # the tree's index is URMP's
+    inspection = inspect_urmp(out, progress=False)
+    assert inspection.problems == []
+    assert len(inspection.pieces) == 44 and sum(p.n_players for p in inspection.pieces) == 149
+    assert any(q.startswith("15_Surprise_tpt_tpt_tbn part 3") for q in inspection.quirks)
+    assert inspection.duplicate_takes == [["24_Pirates_vn_vn_va_vc/3", "25_Pirates_vn_vn_va_sax/3"]]
+    assert all(p.video_size == (96, 64) for p in inspection.pieces)
+    strict = CliRunner().invoke(main, ["inspect-urmp", str(out), "--strict", "--quiet"])
+    assert strict.exit_code == 0, strict.output
+
+
+def test_like_urmp_options_that_do_not_apply_are_refused(tmp_path):
+    both = CliRunner().invoke(main, ["make-demo-urmp", str(tmp_path / "a"), "--like-urmp", "--pieces", "3"])
+    assert both.exit_code == 2 and "--pieces" in both.output and "--like-urmp" in both.output
+    lone = CliRunner().invoke(main, ["make-demo-urmp", str(tmp_path / "b"), "--time-scale", "0.1"])
+    assert lone.exit_code == 2 and "--like-urmp" in lone.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_shared_take_is_byte_identical_and_the_mix_stays_in_range(tmp_path):
+    plans = {p.number: p for p in plan_corpus(DemoOptions(like_urmp=True, time_scale=0.02, size=(96, 64)))}
+    (take,) = plans[25].shared_takes
+    assert (take.part, take.source.number, take.source_part) == (3, 24, 3)
+    for number in (24, 25):
+        render_piece(plans[number], tmp_path, (96, 64))
+    a, b = tmp_path / plans[24].folder, tmp_path / plans[25].folder
+    for kind in ("AuSep_3_va_{}_Pirates.wav", "Notes_3_va_{}_Pirates.txt", "F0s_3_va_{}_Pirates.txt"):
+        assert (a / kind.format(24)).read_bytes() == (b / kind.format(25)).read_bytes(), kind
+    assert (a / "AuSep_1_vn_24_Pirates.wav").read_bytes() != (b / "AuSep_1_vn_25_Pirates.wav").read_bytes()
+    mix = sf.read(b / f"AuMix_{plans[25].folder}.wav")[0]
+    seps = sum(sf.read(path)[0] for path in sorted(b.glob("AuSep_*.wav")))
+    assert np.max(np.abs(mix - seps)) < 1e-4 and 0.3 < np.max(np.abs(mix)) < 1.0

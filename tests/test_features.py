@@ -266,10 +266,12 @@ def test_bad_chunk_is_a_clear_error_naming_the_pair(tmp_path, problem):
         _bad_dataset(tmp_path, audio, RATE, subtype="FLOAT")
     else:
         _bad_dataset(tmp_path, np.zeros(FRAMES), RATE)
-        path = tmp_path / pq.read_table(tmp_path / "manifest.parquet").column("audio_path")[0].as_py()
-        path.write_bytes(b"not a wav file at all")
+        rows = pq.read_table(tmp_path / "manifest.parquet").to_pylist()
+        (tmp_path / rows[0]["audio_path"]).write_bytes(b"not a wav file at all")
+        write_manifest(tmp_path, rows)  # the manifest's checksum is the garbage's: decoding is what fails
     pair_id = pq.read_table(tmp_path / "manifest.parquet").column("id")[0].as_py()
-    with pytest.raises(FeatureInputError, match=f"pair {pair_id}"):
+    cause = "cannot read" if problem == "unreadable" else "holds NaN"
+    with pytest.raises(FeatureInputError, match=f"pair {pair_id}: .*{cause}"):
         extract_features(tmp_path, make_spec("lms"), "fast", progress=False)
     result = CliRunner().invoke(main, ["extract-features", str(tmp_path), "--quiet"])
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -311,3 +313,103 @@ def test_sound_cnn_shapes_for_every_depth(shape):
     for depth in (1, 6):
         with pytest.raises(ValueError, match="depth"):
             SoundCNN(SoundCNNConfig(depth=depth))
+
+
+def test_truncated_manifest_is_a_one_line_error(tmp_path):
+    build_dataset(tmp_path, train_per_class=1, validation_per_class=1)
+    manifest = tmp_path / "manifest.parquet"
+    manifest.write_bytes(manifest.read_bytes()[:1000])
+    result = CliRunner().invoke(main, ["extract-features", str(tmp_path), "--quiet"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert str(manifest) in result.output and "unreadable Parquet" in result.output
+
+
+def test_feature_dataset_refuses_an_unknown_split_naming_the_valid_ones(tmp_path):
+    build_dataset(tmp_path, train_per_class=1, validation_per_class=1)
+    with pytest.raises(FeatureInputError, match=r"no split 'bogus' \(its splits: train, validation"):
+        FeatureDataset(tmp_path, make_spec("lms"), split="bogus")
+    assert not (tmp_path / "features").exists()  # refused before any feature was computed
+
+
+# ---------------------------------------------------------------- integrity of the cache and its inputs
+
+
+def _extract_cli(root: Path):
+    return CliRunner().invoke(main, ["extract-features", str(root), "--kind", "mfcc",
+                                      "--shard-size", "4", "--quiet"])
+
+
+@pytest.fixture()
+def extracted(tmp_path) -> tuple[Path, Path, dict[str, bytes]]:
+    """A small dataset with its MFCC features (3 shards), and the shards' bytes."""
+    build_dataset(tmp_path, train_per_class=2, validation_per_class=1)
+    first = _extract_cli(tmp_path)
+    assert first.exit_code == 0 and "3 shard(s) computed" in first.stdout, first.output
+    (out,) = (tmp_path / "features").iterdir()
+    return tmp_path, out, _shard_bytes(out)
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_shard_is_recomputed_with_a_notice_naming_it(extracted, damage):
+    root, out, before = extracted
+    shard = out / "part-00001.parquet"
+    if damage == "truncate":
+        with open(shard, "r+b") as f:  # truncate -s 1000
+            f.truncate(1000)
+    else:
+        _flip_byte(shard, shard.stat().st_size // 2)
+    again = _extract_cli(root)
+    assert again.exit_code == 0 and "1 shard(s) computed" in again.stdout, again.output
+    (notice,) = again.stderr.strip().splitlines()
+    expected = "1000 bytes, features.json says" if damage == "truncate" else "sha256 "
+    assert notice.startswith(f"warning: {shard}: {expected}") and "recomputing" in notice
+    assert _shard_bytes(out) == before
+    assert "cached, nothing to do" in _extract_cli(root).stdout
+
+
+def test_garbage_index_is_named_and_recomputed_from_checked_shards(extracted):
+    root, out, before = extracted
+    (out / "features.json").write_bytes(b"\x00{garbage")
+    with pytest.raises(FeatureInputError, match=r"features.json: not a feature index"):
+        read_features(out)
+    # The shards are the killed-run case now: adopted only if whole. Damage one inside a page.
+    _flip_byte(out / "part-00002.parquet", 200)
+    again = _extract_cli(root)
+    assert again.exit_code == 0 and "1 shard(s) computed" in again.stdout, again.output
+    (notice,) = again.stderr.strip().splitlines()
+    assert notice.startswith(f"warning: {out / 'features.json'}: not a feature index")
+    assert _shard_bytes(out) == before
+    assert len(read_features(out)[0]) == 12
+
+
+def test_edited_chunk_is_an_error_naming_it_and_nothing_is_cached(tmp_path):
+    build_dataset(tmp_path, train_per_class=2, validation_per_class=1)
+    rows = pq.read_table(tmp_path / "manifest.parquet").to_pylist()
+    chunk = tmp_path / rows[5]["audio_path"]
+    audio, rate = sf.read(chunk)
+    sf.write(chunk, audio * 0.5, rate, subtype="PCM_16")  # still a valid WAV: only its checksum tells
+    result = _extract_cli(tmp_path)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.strip() == (f"Error: pair {rows[5]['id']}: {chunk}: sha256 differs from the manifest's "
+                                     "audio_sha256 (edited or damaged since the build)")
+    (out,) = (tmp_path / "features").iterdir()
+    assert not (out / "features.json").exists() and not (out / "part-00001.parquet").exists()
+
+
+def test_feature_dataset_warns_when_it_recomputes_a_damaged_shard(tmp_path):
+    from cmav_data.features.dataset import FeatureCacheWarning
+
+    build_dataset(tmp_path, train_per_class=2, validation_per_class=1)
+    first = FeatureDataset(tmp_path, make_spec("mfcc"), "train")
+    shard = first.features_dir / "part-00000.parquet"
+    _flip_byte(shard, shard.stat().st_size // 2)
+    with pytest.warns(FeatureCacheWarning, match=f"{shard}: sha256 .* recomputing it"):
+        again = FeatureDataset(tmp_path, make_spec("mfcc"), "train")
+    assert torch.equal(again.features, first.features)

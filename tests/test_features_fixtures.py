@@ -51,6 +51,8 @@ def _row(root: Path, pair_id: str, split: str, class_name: str, rel: str) -> dic
 
 
 def write_manifest(root: Path, rows: list[dict]) -> None:
+    """The manifest of ``rows``, with the audio checksums of the chunk files as they are now."""
+    rows = [dict(r, audio_sha256=hashlib.sha256((root / r["audio_path"]).read_bytes()).hexdigest()) for r in rows]
     table = pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
     write_table(table, root / "manifest.parquet", table_metadata("suburmp", {}))
 

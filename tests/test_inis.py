@@ -6,6 +6,10 @@ import hashlib
 import json
 import re
 import shutil
+import struct
+import subprocess
+import sys
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -97,6 +101,23 @@ def built(imagenet: Path, sounds: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("inis_built") / "inis"
     build_inis(imagenet, out, sounds, OPTIONS, batch_size=4, progress=False)
     return out
+
+
+def write_black_png(path: Path, width: int, height: int) -> None:
+    """A valid RGB PNG of black pixels, compressed row by row: a few hundred KB, whatever its size."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    deflate = zlib.compressobj(9)
+    row = bytes(1 + 3 * width)  # filter type 0, then the pixels
+    pixels = b"".join(deflate.compress(row) for _ in range(height)) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
+# Runs a command and prints the peak RSS (KiB) of it and its children, measured by a process of its own.
+PEAK_RSS = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)")
 
 
 def _tree_digest(root: Path) -> dict[str, str]:
@@ -202,6 +223,37 @@ def test_cleaning_rules_reject_each_planted_photo_for_its_reason(imagenet: Path)
     kept, rejected = clean_category(synset, probes, OPTIONS, keep, set(), {})
     assert sorted(Path(p.path).name for p in kept) == [f"{CELLO}_3.JPEG", f"{CELLO}_4.JPEG"]
     assert {r.reason for r in rejected} == {"not_in_keep_list"}
+
+
+def test_a_huge_photo_is_rejected_from_its_header_without_being_decoded(imagenet: Path, sounds: Path, tmp_path: Path):
+    def build(tree: Path, out: Path) -> tuple[subprocess.CompletedProcess, float]:
+        """The CLI build in a process of its own, and its peak RSS in MiB."""
+        run = subprocess.run([sys.executable, "-c", PEAK_RSS, sys.executable, "-m", "cmav_data.cli", "build-inis",
+                              str(tree), str(out), "--sounds", str(sounds), "--synsets", "violin,cello,n03372029",
+                              "--image-size", "32", "--min-side", "64", "--validation-fraction", "0.3", "--quiet"],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return run, int(run.stdout.split()[-1]) / 1024
+
+    _, without_mb = build(imagenet, tmp_path / "reference")
+    tree = tmp_path / "imagenet"
+    shutil.copytree(imagenet, tree)
+    write_black_png(tree / "train" / CELLO / "n02992211_9009.png", 10_000, 10_000)  # 100 MP: 300 MB as RGB
+    run, with_mb = build(tree, tmp_path / "out")
+    # Decoding it would add 300 MB at least (it took the build to 1.09 GB); its header costs nothing.
+    assert with_mb < without_mb + 100, f"peak RSS {with_mb:.0f} MB against {without_mb:.0f} MB: the photo was decoded"
+    rejected = pd.read_parquet(tmp_path / "out" / "rejected.parquet").set_index("source_path")
+    huge = rejected.loc[f"train/{CELLO}/n02992211_9009.png"]
+    assert (huge.reason, huge.detail) == ("too_large", "10000x10000, more than 64000000 pixels")
+    assert not run.stderr  # nor Pillow's warning about it
+
+    # The rule at small sizes: a 160x120 photo is over a 19,199-pixel limit, and is not decoded for it.
+    path = f"train/{CELLO}/{CELLO}_0.JPEG"
+    probe = probe_image(imagenet, path, max_pixels=160 * 120 - 1)
+    assert (probe.width, probe.height, probe.colour, probe.error) == (160, 120, "", "")
+    _, rejected = clean_category(resolve_synsets([CELLO])[0], [probe], replace(OPTIONS, max_pixels=160 * 120 - 1),
+                                 None, set(), {})
+    assert [(r.reason, r.detail) for r in rejected] == [("too_large", "160x120, more than 19199 pixels")]
 
 
 def test_pairing_follows_the_seed_and_adding_photos_moves_nothing(imagenet: Path, sounds: Path, tmp_path: Path):

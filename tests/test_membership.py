@@ -228,6 +228,12 @@ def test_choose_mode_on_urmps_pieces():
     with pytest.raises(MembershipError, match="holds 43 of them \\(missing 24_Pirates_vn_vn_va_vc\\)"):
         choose_mode("release", partial, None)
     assert choose_mode("release", partial, "mine.csv")[0] == "file"
+    # a demo corpus with URMP's 44 folders (make-demo-urmp --like-urmp) is not URMP
+    mode, line = choose_mode("auto", folders, None, synthetic="demo/urmp/demo.json")
+    assert mode == "all" and "demo corpus made by make-demo-urmp" in line
+    with pytest.raises(MembershipError, match="is a demo corpus"):
+        choose_mode("release", folders, None, synthetic="demo/urmp/demo.json")
+    assert choose_mode("auto", folders, "mine.csv", synthetic="demo/urmp/demo.json")[0] == "file"
     with pytest.raises(MembershipError, match="not all"):
         choose_mode("all", folders, "mine.csv")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -32,6 +33,9 @@ from cmav_data.cli import main
 from cmav_data.manifest import EMBEDDED_SCHEMA, PAIR_SCHEMA, read_metadata, table_metadata, write_table
 from cmav_data.shards import (
     BadDatasetError,
+    BadIndexError,
+    BlobCache,
+    HashState,
     ChecksumMismatchError,
     DownloadConfig,
     DownloadError,
@@ -115,10 +119,13 @@ class ShardServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, root: Path, ranges=True, drop_after=None, corrupt=(), throttle=0.0, status=None):
+    def __init__(self, root: Path, ranges=True, drop_after=None, corrupt=(), throttle=0.0, status=None,
+                 trickle=(), gated=()):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.root, self.ranges, self.drop_after = root, ranges, drop_after
         self.corrupt, self.throttle, self.status = set(corrupt), throttle, status
+        self.trickle = set(trickle)  # paths sent one byte every 0.1 s
+        self.gated, self.gate = set(gated), threading.Event()  # paths answered once the gate is set
         self.served: Counter[str] = Counter()
         self.requests: list[tuple[str, str | None]] = []
         self.lock = threading.Lock()
@@ -126,6 +133,10 @@ class ShardServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/"
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client hanging up is no error
+            super().handle_error(request, client_address)
 
     def __enter__(self):
         threading.Thread(target=self.serve_forever, args=(0.02,), daemon=True).start()
@@ -149,6 +160,8 @@ class _Handler(BaseHTTPRequestHandler):
         with srv.lock:
             srv.requests.append((rel, rng))
         path = srv.root / rel
+        if rel in srv.gated:
+            srv.gate.wait(60)
         if srv.status or not path.is_file():
             self.send_error(srv.status or 404)
             return
@@ -171,6 +184,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = bytes(data[start:])
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if rel in srv.trickle:
+            with contextlib.suppress(OSError):  # until the client hangs up
+                for i in range(len(body)):
+                    self._send(rel, body[i:i + 1])
+                    time.sleep(0.1)
+            return
         for i in range(0, len(body), 4096):
             chunk = body[i:i + 4096]
             if srv.drop_after is not None and i + len(chunk) > srv.drop_after:
@@ -474,6 +493,29 @@ def test_verify_built_dataset(tmp_path):
     assert result.exit_code == 1 and "neither index.json" in result.output
 
 
+def test_verify_deep_covers_the_feature_folders(tmp_path):
+    from cmav_data.features.specs import make_spec
+    from cmav_data.features.store import extract_features
+
+    root = make_built_dataset(tmp_path / "built")
+    out = extract_features(root, make_spec("mfcc"), "fast", shard_size=6, progress=False).out_dir
+    assert verify(root, deep=True, progress=False).ok
+    shard = out / "part-00001.parquet"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only a hash sees it
+    shard.write_bytes(bytes(data))
+    assert verify(root, progress=False).ok
+    rel = shard.relative_to(root)
+    result = CliRunner().invoke(main, ["verify", str(root), "--deep", "-q"])
+    assert result.exit_code == 1 and f"{rel}: sha256 " in result.output and "features.json says" in result.output
+    (out / "part-00002.parquet").write_bytes(b"short")
+    assert verify(root, progress=False).problems[0].startswith(f"{out.relative_to(root)}/part-00002.parquet: 5 bytes")
+    (out / "features.json").write_text('{"cache_key": [')
+    result = CliRunner().invoke(main, ["verify", str(root), "--deep", "-q"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{out.relative_to(root)}/features.json: not a feature index" in result.output
+
+
 def test_load_pairs_same_for_built_and_published(built, hub):
     pub = hub / "suburmp-demo"
     plain = load_pairs(pub)
@@ -483,3 +525,268 @@ def test_load_pairs_same_for_built_and_published(built, hub):
     assert list(media.columns) == EMBEDDED_SCHEMA.names
     assert set(media["split"]) == {"validation"} and len(media) == PER_SPLIT["validation"] * len(CLASSES)
     pd.testing.assert_frame_equal(media, load_pairs(built, media=True, split="validation"))
+
+
+# ---------------------------------------------------------------- hostile indexes
+
+
+def _index_bytes(files: list, **fields) -> bytes:
+    payload = {"format": "cmav-shards", "format_version": 1, "kind": "suburmp", "schema_version": "1",
+               "options": {}, "build": {}, "files": files, **fields}
+    return json.dumps(payload).encode()
+
+
+def _entry(path: str, size: int = 3, sha256: str = hashlib.sha256(b"abc").hexdigest()) -> dict:
+    return {"path": path, "size": size, "sha256": sha256}
+
+
+def _nested(depth: int):
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+HOSTILE_INDEXES = {
+    "negative size": (_index_bytes([_entry("README.md", size=-5)]), "size must be an integer >= 0, not -5"),
+    "size as text": (_index_bytes([_entry("README.md", size="3")]), "'size' must be a JSON integer, not a string"),
+    "size as bool": (_index_bytes([_entry("README.md", size=True)]), "size must be an integer >= 0, not true"),
+    "short sha256": (_index_bytes([_entry("README.md", sha256="ab" * 31)]), "is not 64 lowercase hex digits"),
+    "state file": (_index_bytes([_entry(".cmav-state.json")]), "'.cmav-state.json' is the name of one of cmav's own files"),
+    "lock file": (_index_bytes([_entry("data/.cmav-lock")]), "'.cmav-lock' is the name of one of cmav's own files"),
+    "part file": (_index_bytes([_entry("data/a.parquet.0123456789abcdef.part")]), "is the name of one of cmav's own files"),
+    "the index": (_index_bytes([_entry("index.json")]), "'index.json' is the name of one of cmav's own files"),
+    "array": (b"[]", "a JSON object expected, not an array"),
+    "deep nesting": (b"[" * 100_000 + b"]" * 100_000, "JSON nested deeper than 32 levels"),
+    "deep options": (_index_bytes([], options={"x": _nested(40)}), "JSON nested deeper than 32 levels"),
+    "garbage": (b"\x00{garbage", "not valid JSON"),
+    "not utf-8": (b"\xff\xfe{}", "not valid JSON"),
+    "files not an array": (_index_bytes({"README.md": 3}), "'files' must be a JSON array, not an object"),
+    "entry not an object": (_index_bytes(["README.md"]), "files[0]: a JSON object expected, not a string"),
+    "file and folder": (_index_bytes([_entry("data"), _entry("data/x.bin")]),
+                        '"data" is listed both as a file and as the folder of "data/x.bin"'),
+    "300-character name": (_index_bytes([_entry("data/" + "n" * 300)]), "a name longer than 255 bytes"),
+    "NUL byte": (_index_bytes([_entry("data/a\0b.parquet")]), "a NUL, control character or backslash"),
+    "lone surrogate": (_index_bytes([_entry("data/\ud800.parquet")]), "not valid Unicode"),
+    "traversal": (_index_bytes([_entry("data/../../x")]), "'..' leaves the dataset folder"),
+    "absolute": (_index_bytes([_entry("/tmp/x")]), "an absolute path"),
+    "not canonical": (_index_bytes([_entry("data//x")]), "not a canonical relative path"),
+    "listed twice": (_index_bytes([_entry("README.md"), _entry("README.md")]), '"README.md" is listed twice'),
+    "same file when case-folded": (_index_bytes([_entry("README.md"), _entry("readme.md")]),
+                                   '"readme.md" is the same file as "README.md" on some file systems'),
+    "shard without rows": (_index_bytes([{**_entry("data/a.parquet"), "split": "train"}]), "'rows' is missing"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_INDEXES))
+def test_hostile_index_is_one_clear_line_and_touches_nothing(tmp_path, case):
+    data, cause = HOSTILE_INDEXES[case]
+    hub = tmp_path / "hub"
+    (hub / "ds").mkdir(parents=True)
+    (hub / "ds" / "index.json").write_bytes(data)
+    for name in (".cmav-state.json", "README.md", "data/x.bin", "index.json"):  # what a listing would name
+        if not (hub / "ds" / name).exists():
+            (hub / "ds" / name).parent.mkdir(parents=True, exist_ok=True)
+            (hub / "ds" / name).write_bytes(b"abc")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / ".cmav-state.json").write_bytes(b'{"version": 1, "files": {}}')
+    before = {p: p.read_bytes() for p in dest.rglob("*")}
+    with ShardServer(hub) as server:
+        url = server.url + "ds/index.json"
+        result = CliRunner().invoke(main, ["download", url, str(dest), "--no-cache", "-q"])
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.output
+    assert result.output.count("\n") == 1 and result.output.startswith(f"Error: {url}: bad shard index: ")
+    assert cause in result.output
+    assert {p: p.read_bytes() for p in dest.rglob("*")} == before  # nothing written, nothing removed
+    checked = CliRunner().invoke(main, ["verify", str(hub / "ds"), "-q"])  # the same check on a local copy
+    assert isinstance(checked.exception, SystemExit) and checked.exit_code == 1
+    assert checked.output == f"Error: {hub / 'ds' / 'index.json'}: bad shard index: {result.output.split(': bad shard index: ', 1)[1]}"
+
+
+def test_oversized_index_is_refused_at_once(hub, tmp_path):
+    size = (hub / "suburmp-demo" / "index.json").stat().st_size
+    config = DownloadConfig(retries=3, backoff=0.01, timeout=5, max_index_bytes=size - 1)
+    with ShardServer(hub) as server:
+        with pytest.raises(BadIndexError, match=f"more than {size - 1} bytes, the most an index may have "
+                                                f"\\(Content-Length {size}\\)"):
+            download(server.url + "suburmp-demo/index.json", tmp_path / "dest", (), None, config, progress=False)
+        assert server.requests == [("suburmp-demo/index.json", None)]  # asked once, not once per retry
+    assert not (tmp_path / "dest").exists()
+
+
+# ---------------------------------------------------------------- deadlines, the cache, reruns, two writers
+
+
+def test_trickling_server_fails_the_file_within_its_deadline(hub, tmp_path):
+    index = read_index(hub / "suburmp-demo")
+    slow = index.shards[0]
+    dest = tmp_path / "dest"
+    with ShardServer(hub, trickle={f"suburmp-demo/{slow.path}"}) as server:  # one byte every 0.1 s
+        start = time.monotonic()
+        result = CliRunner().invoke(main, ["download", server.url + "suburmp-demo/index.json", str(dest),
+                                           "--no-cache", "--deadline", "1.5", "--timeout", "5", "-q"])
+        elapsed = time.monotonic() - start
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.output
+    assert result.output.count("\n") == 1
+    assert (f"1 of {len(index.files)} files failed: {dest / slow.path}: not complete within its 1.5 s deadline"
+            in result.output)
+    assert elapsed < 15  # not a speed goal: without a deadline this file takes over an hour
+    part = dest / f"{slow.path}.{slow.sha256[:16]}.part"
+    assert 0 < part.stat().st_size < slow.size  # kept: the next run resumes it
+    report = verify(dest, progress=False)
+    assert report.problems == [f"{slow.path}: missing"]
+
+
+def test_trickling_index_fails_within_its_deadline(hub, tmp_path):
+    config = DownloadConfig(retries=2, backoff=0.01, timeout=5, deadline=1.0)
+    with ShardServer(hub, trickle={"suburmp-demo/index.json"}) as server:
+        url = server.url + "suburmp-demo/index.json"
+        with pytest.raises(DownloadError, match=re.escape(f"{url}: not complete within its 1 s deadline")):
+            download(url, tmp_path / "dest", (), None, config, progress=False)
+        assert len(server.requests) == 1  # a deadline is not retried
+
+
+def test_cache_adopts_only_checked_blobs_and_replaces_a_bad_one(hub, tmp_path):
+    cache_dir = tmp_path / "cache"
+    shard = read_index(hub / "suburmp-demo").shards[0]
+    good = (hub / "suburmp-demo" / shard.path).read_bytes()
+    wrong = tmp_path / "wrong.parquet"
+    wrong.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # the size is right, the bytes are not
+    cache = BlobCache(cache_dir)
+    assert cache.add(wrong, shard.sha256) is False
+    blob = cache_dir / "sha256" / shard.sha256[:2] / shard.sha256
+    assert not blob.exists() and not list(blob.parent.iterdir())  # nothing adopted, no temporary left
+    # A bad blob already in the cache (here: cut short) is replaced by the next download that fetches it.
+    blob.write_bytes(good[:1000])
+    with ShardServer(hub) as server:
+        download("suburmp-demo", tmp_path / "a", (server.url,), cache_dir, FAST, progress=False)
+        assert blob.read_bytes() == good
+        server.served.clear()
+        other = download("suburmp-demo", tmp_path / "b", (server.url,), cache_dir, FAST, progress=False)
+        assert other.fetched == [] and _shard_bytes(server) == 0
+    assert verify(tmp_path / "b", deep=True, progress=False).ok
+
+
+def test_rerun_hashes_files_at_their_final_names_instead_of_fetching(hub, tmp_path):
+    index = read_index(hub / "suburmp-demo")
+    dest = tmp_path / "dest"
+    for f in index.files:  # complete, as a killed run leaves them: renamed, not in the state file
+        (dest / f.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(hub / "suburmp-demo" / f.path, dest / f.path)
+    bad = index.shards[1]
+    data = bytearray((dest / bad.path).read_bytes())
+    data[100] ^= 0xFF  # right size, wrong bytes: fetched again
+    (dest / bad.path).write_bytes(bytes(data))
+    with ShardServer(hub) as server:
+        report = download(server.url + "suburmp-demo/index.json", dest, (), None, FAST, progress=False)
+        assert {rel for rel, _ in server.requests} == {"suburmp-demo/index.json", f"suburmp-demo/{bad.path}"}
+    assert report.fetched == [bad.path] and len(report.adopted) == len(index.files) - 1
+    assert verify(dest, deep=True, progress=False).ok
+
+
+def _wait_for(condition, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.slow  # two CLI start-ups
+def test_killed_download_rerun_keeps_the_complete_shards(hub, tmp_path):
+    dest = tmp_path / "dest"
+    cli = Path(sys.executable).parent / "cmav-data"
+    cmd = [str(cli), "download", "suburmp-demo", str(dest), "--no-cache", "-j", "1", "-q"]
+    shards = read_index(hub / "suburmp-demo").shards
+    with ShardServer(hub, throttle=0.02) as slow:
+        proc = subprocess.Popen(cmd + ["--mirror", slow.url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Killed once two shards are complete at their final names and a third is under way.
+        mid = _wait_for(lambda: (dest / shards[1].path).is_file() and list(dest.rglob("*.part")))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert mid, proc.stderr.read().decode()
+    complete = [f for f in shards if (dest / f.path).is_file()]
+    assert len(complete) >= 2 and not (dest / ".cmav-state.json").exists()  # nothing recorded them
+    with ShardServer(hub) as server:
+        out = subprocess.run(cmd + ["--mirror", server.url], check=True, timeout=60, capture_output=True, text=True)
+        asked = {rel for rel, _ in server.requests}
+    assert not asked & {f"suburmp-demo/{f.path}" for f in complete}  # hashed locally, not fetched again
+    assert f"{len(complete)} found complete and hashed" in out.stdout
+    assert verify(dest, deep=True, progress=False).ok and not list(dest.rglob("*.part"))
+
+
+@pytest.mark.slow  # two CLI start-ups
+def test_second_download_into_one_dest_is_refused_while_the_first_runs(hub, tmp_path):
+    dest = tmp_path / "dest"
+    cli = Path(sys.executable).parent / "cmav-data"
+    held = read_index(hub / "suburmp-demo").shards[-1]
+    with ShardServer(hub, gated={f"suburmp-demo/{held.path}"}) as server:  # the first waits there
+        cmd = [str(cli), "download", "suburmp-demo", str(dest), "--mirror", server.url, "--no-cache", "-j", "1", "-q"]
+        first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert _wait_for(lambda: (f"suburmp-demo/{held.path}", None) in server.requests), first.stderr.read()
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        still_running = first.poll() is None
+        server.gate.set()
+        out, err = first.communicate(timeout=60)
+    assert still_running, "the first download ended before the second one was started: nothing was tested"
+    assert second.returncode == 1 and second.stdout == ""
+    assert second.stderr == (f"Error: {dest} is being written by another cmav process (pid {first.pid}, download); "
+                             "wait for it to finish or stop it, then run this again\n")
+    assert first.returncode == 0, err
+    assert verify(dest, deep=True, progress=False).ok  # the first one's bytes, and only them
+    assert _shard_bytes(server) == sum(f.size for f in read_index(dest).shards)  # each byte served once
+
+
+@pytest.mark.parametrize("state", [b"[]", b'{"files": []}', b'{"files": {"README.md": 5}}', b"[" * 100_000, b"\xff"])
+def test_damaged_state_file_only_costs_a_rehash(hub, tmp_path, state):
+    out = tmp_path / "pub"
+    shutil.copytree(hub / "suburmp-demo", out)
+    (out / ".cmav-state.json").write_bytes(state)
+    result = CliRunner().invoke(main, ["verify", str(out), "-q"])
+    assert result.exit_code == 0 and result.output == f"{out}: OK (published, {len(read_index(out).files)} files checked)\n"
+    assert json.loads((out / ".cmav-state.json").read_bytes())["version"] == 1  # rewritten whole
+
+
+def test_a_state_vouching_for_a_file_of_the_wrong_size_is_not_believed(hub, tmp_path):
+    """As left by the race of two downloads on one .part before DEST was locked: a file longer than
+    the index says, in DEST and hard-linked into the cache, recorded as good in both hash states."""
+    shard = read_index(hub / "suburmp-demo").shards[0]
+    good = (hub / "suburmp-demo" / shard.path).read_bytes()
+    dest, cache_dir = tmp_path / "dest", tmp_path / "cache"
+    rel = f"sha256/{shard.sha256[:2]}/{shard.sha256}"
+    for root, name in ((dest, shard.path), (cache_dir, rel)):
+        (root / name).parent.mkdir(parents=True)
+        (root / name).write_bytes(good + good[:1000])
+        state = HashState(root)
+        state.record(name, shard.sha256)
+        state.save()
+    with ShardServer(hub) as server:
+        report = download("suburmp-demo", dest, (server.url,), cache_dir, FAST, progress=False)
+    assert shard.path in report.fetched
+    assert (dest / shard.path).read_bytes() == good and (cache_dir / rel).read_bytes() == good
+    assert verify(dest, deep=True, progress=False).ok
+
+
+@pytest.mark.slow  # a CLI start-up
+def test_file_too_large_is_one_line_and_not_blamed_on_the_mirror(hub, tmp_path):
+    import resource
+
+    dest = tmp_path / "dest"
+    index = read_index(hub / "suburmp-demo")
+    limit = 20_000  # files may not grow past this (ulimit -f): the shards do, the rest does not
+    big = [f for f in index.files if f.size > limit]
+    cli = Path(sys.executable).parent / "cmav-data"
+    with ShardServer(hub) as server:
+        proc = subprocess.run(
+            [str(cli), "download", "suburmp-demo", str(dest), "--mirror", server.url, "--no-cache", "-j", "1", "-q"],
+            capture_output=True, text=True, timeout=120,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+        asked = Counter(rel for rel, _ in server.requests)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"Error: {len(big)} of {len(index.files)} files failed: ")
+    for f in big:
+        assert f"{dest / f.path}.{f.sha256[:16]}.part: cannot write: File too large" in proc.stderr
+        assert asked[f"suburmp-demo/{f.path}"] == 1, (asked, proc.stderr)  # not retried
+    assert "mirror" not in proc.stderr and "retries" not in proc.stderr

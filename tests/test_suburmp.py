@@ -25,7 +25,7 @@ from cmav_data.manifests import read_table
 from cmav_data.recipes.build import BuildError
 from cmav_data.recipes.suburmp import (SubUrmpOptions, build_suburmp, frame_index, held_out_positions,
                                        pair_window_ends_ms, window_ends_ms)
-from urmp_tree import FPS, decode_frame_number, make_piece, write_index
+from urmp_tree import FPS, decode_frame_number, make_piece, write_index, write_tone
 
 PIECES = ["01_Tiny_vn_vc", "02_Other_vn_fl", "03_Third_vc_fl", "04_Four_fl_vn_vc"]
 SECONDS = {"01_Tiny_vn_vc": 2.0, "02_Other_vn_fl": 1.5, "03_Third_vc_fl": 1.2, "04_Four_fl_vn_vc": 1.8}
@@ -204,11 +204,41 @@ def test_recordings_splits_and_indices(built: Path):
 # ---------------------------------------------------------------- determinism and resume
 
 
-def test_same_bytes_for_any_number_of_workers(tree: Path, built: Path, tmp_path: Path):
-    out = tmp_path / "j2"
-    subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(tree), str(out),
-                    "--image-size", "16", "-j", "2", "--quiet"], check=True)
-    assert _tree_digest(out) == _tree_digest(built)
+def write_odd_crop_table(root: Path, path: Path) -> Path:
+    """A --crop-table giving every player of ``root`` a box of odd width and height at odd offsets.
+
+    Odd sizes are where a JPEG encoder pads 4:2:0 luma to whole chroma pairs (and once read
+    memory nobody wrote); the players' columns of even-sized videos are usually even.
+    """
+    from cmav_data.corpora.urmp import parse_folder
+    from cmav_data.layout import player_box
+    from cmav_data.media import probe_video
+
+    lines = ["folder,part,left,top,right,bottom"]
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        video = probe_video(next(folder.glob("Vid_*.mp4")))
+        n = len(parse_folder(folder.name)[2])
+        for part in range(1, n + 1):
+            left, _, right, _ = player_box(video.width, video.height, n, part)
+            left |= 1  # odd offsets; widths and heights odd too, and different per part
+            right = left + (right - left - 1) // 2 * 2 - 1
+            top = 1 + 2 * (part % 2)
+            bottom = top + (video.height - top - 1) // 2 * 2 - 1
+            lines.append(f"{folder.name},{part},{left},{top},{right},{bottom}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_same_bytes_for_any_number_of_workers_and_odd_crops(tree: Path, tmp_path: Path):
+    crops = write_odd_crop_table(tree, tmp_path / "crops.csv")
+    digests = []
+    for name, jobs in [("j1", "1"), ("j2", "2"), ("j2-again", "2")]:  # the same command twice, too
+        subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(tree), str(tmp_path / name),
+                        "--crop-table", str(crops), "--image-size", "16", "-j", jobs, "--quiet"], check=True)
+        digests.append(_tree_digest(tmp_path / name))
+    sizes = {Image.open(p).size for p in (tmp_path / "j1" / "img").rglob("*.jpg")}
+    assert all(w % 2 and h % 2 for w, h in sizes) and len(sizes) > 1, sizes
+    assert digests[0] == digests[1] == digests[2]
 
 
 def test_identical_takes_are_one_recording_and_split_file(tmp_path: Path):
@@ -275,8 +305,13 @@ def _broken_copy(tree: Path, tmp_path: Path, breaker) -> Path:
         (lambda r: make_piece(r, "05_Long_vn_vc", seconds=3.0, video_seconds=1.0, size="96x40"),
          "track and video lengths differ by"),
         (lambda r: make_piece(r, "06_Odd_vn_xyz", seconds=1.0, size="96x40"), "unknown instrument code xyz"),
+        (lambda r: _cut(r / "03_Third_vc_fl" / "AuSep_1_vc_03_Third.wav", 3000),
+         "AuSep_1_vc_03_Third.wav: truncated: its header says"),
+        (lambda r: write_tone(r / "03_Third_vc_fl" / "AuSep_1_vc_03_Third.wav", 1.2, sr=22_050),
+         "AuSep_1_vc_03_Third.wav: unexpected sample rate 22050 Hz (URMP is 48000)"),
     ],
-    ids=["corrupt-wav", "missing-video", "truncated-mp4", "length-mismatch", "unknown-code"],
+    ids=["corrupt-wav", "missing-video", "truncated-mp4", "length-mismatch", "unknown-code", "truncated-wav",
+         "sample-rate"],
 )
 def test_bad_input_names_the_file(tree: Path, tmp_path: Path, breaker, expected):
     root = _broken_copy(tree, tmp_path, breaker)
@@ -296,6 +331,51 @@ def test_allow_failures_exits_zero(tree: Path, tmp_path: Path):
     allowed = subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(root), str(tmp_path / "c"),
                               "--quiet", "--fault-tolerant", "--allow-failures"], capture_output=True, text=True)
     assert allowed.returncode == 0 and "Vid_03_Third_vc_fl.mp4: missing file" in allowed.stderr
+
+
+def _cut(path: Path, n_bytes: int) -> None:
+    path.write_bytes(path.read_bytes()[:n_bytes])
+
+
+def test_empty_annotations_and_non_mono_tracks_are_warnings_said_plainly(tree: Path, tmp_path: Path):
+    def breaker(root: Path) -> None:
+        (root / "03_Third_vc_fl" / "Notes_1_vc_03_Third.txt").write_bytes(b"")
+        (root / "03_Third_vc_fl" / "F0s_2_fl_03_Third.txt").write_bytes(b"")
+        for path, right_gain in ((root / "02_Other_vn_fl" / "AuSep_1_vn_02_Other.wav", -0.9),
+                                 (root / "04_Four_fl_vn_vc" / "AuSep_1_fl_04_Four.wav", 1.0)):
+            mono, sr = sf.read(path)
+            sf.write(path, np.stack([mono, right_gain * mono], axis=1), sr, subtype="PCM_24")
+
+    root = _broken_copy(tree, tmp_path, breaker)
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(root), str(out), "--quiet"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    warnings = sorted(line for line in done.stderr.splitlines() if line.startswith("warning: "))
+    assert warnings == sorted([
+        f"warning: {root}/03_Third_vc_fl/Notes_1_vc_03_Third.txt: empty file (no annotations); "
+        "note coverage recorded as missing (null)",
+        f"warning: {root}/03_Third_vc_fl/F0s_2_fl_03_Third.txt: empty file (no annotations); "
+        "mean F0 recorded as missing (null)",
+        f"warning: {root}/02_Other_vn_fl/AuSep_1_vn_02_Other.wav: 2 channels, URMP's tracks are mono; mixed to "
+        "channel 1 alone (the loudest): ITS 2 CHANNELS ARE IN ANTI-PHASE, their mean is 26 dB quieter; "
+        "averaging would cancel them",
+        f"warning: {root}/04_Four_fl_vn_vc/AuSep_1_fl_04_Four.wav: 2 channels, URMP's tracks are mono; mixed to "
+        "the mean of its 2 channels",
+    ]), done.stderr
+    recorded = json.loads((out / "build.json").read_text())["warnings"]
+    assert sorted(f"warning: {w}" for w in recorded) == warnings
+    df = pd.read_parquet(out / "manifest.parquet")
+    part = {key: group for key, group in df.groupby(["piece", "part"])}
+    notes_gone, f0_gone = part[("03_Third_vc_fl", 1)], part[("03_Third_vc_fl", 2)]
+    assert notes_gone.note_coverage.isna().all() and notes_gone.mean_f0.notna().all()
+    assert f0_gone.mean_f0.isna().all() and (f0_gone.note_coverage > 0.9).all()
+    assert df.drop(index=notes_gone.index).note_coverage.notna().all()
+    anti = part[("02_Other_vn_fl", 1)]
+    chunk, _ = sf.read(out / anti.audio_path.iloc[3])
+    mono, _ = sf.read(tree / "02_Other_vn_fl" / "AuSep_1_vn_02_Other.wav")
+    # The loud channel's level, not the mean's (a twentieth of it).
+    assert np.sqrt(np.mean(chunk**2)) == pytest.approx(np.sqrt(np.mean(mono**2)), rel=0.05)
 
 
 def _truncate(path: Path) -> None:
@@ -339,17 +419,17 @@ def test_embed_stores_media_in_parquet_shards(tree: Path, built: Path, tmp_path:
 PATCHES = [(200, 30, 40), (30, 180, 60), (40, 50, 220), (128, 128, 128)]
 
 
-@pytest.mark.parametrize("encode_args, planar", [
+COLOUR_PATHS = pytest.mark.parametrize("encode_args, planar", [
     ([], True),  # untagged limited range: read as BT.601, as FFmpeg does
     (["-vf", "scale=out_color_matrix=bt709", "-colorspace", "bt709"], False),  # swscale RGB with BT.709
     (["-vf", "scale=out_range=full", "-color_range", "pc"], True),  # full range: no expansion
 ], ids=["untagged", "bt709", "full-range"])
-def test_crops_keep_the_source_colours(tmp_path: Path, encode_args, planar):
+
+
+def _patches_frame(tmp_path: Path, encode_args: list[str]):
+    """The first decoded frame of a lossless H.264 of the four PATCHES, 32 x 64 each."""
     import av
     import imageio_ffmpeg
-
-    from cmav_data.images import encode_jpeg_planes, encode_jpeg_rgb
-    from cmav_data.recipes.suburmp import _frame_crops
 
     frame = np.zeros((64, 128, 3), np.uint8)
     for i, colour in enumerate(PATCHES):
@@ -359,13 +439,45 @@ def test_crops_keep_the_source_colours(tmp_path: Path, encode_args, planar):
                     "-s", "128x64", "-r", "30", "-i", "-", *encode_args, "-c:v", "libx264", "-qp", "0",
                     "-pix_fmt", "yuv420p", str(video)], input=frame.tobytes() * 3, check=True)
     with av.open(str(video)) as container:
-        decoded = next(container.decode(video=0))
+        return next(container.decode(video=0))
+
+
+def _encode_crop(crop: tuple[np.ndarray, ...], quality: int) -> bytes:
+    from cmav_data.images import encode_jpeg_planes, encode_jpeg_rgb
+
+    return encode_jpeg_planes(crop, quality) if len(crop) == 3 else encode_jpeg_rgb(crop[0], quality)
+
+
+@COLOUR_PATHS
+def test_crops_keep_the_source_colours(tmp_path: Path, encode_args, planar):
+    from cmav_data.recipes.suburmp import _frame_crops
+
+    decoded = _patches_frame(tmp_path, encode_args)
     crops = _frame_crops(decoded, [(i * 32, 0, (i + 1) * 32, 64) for i in range(4)])
     for crop, colour in zip(crops, PATCHES):
         assert (len(crop) == 3) == planar
-        data = encode_jpeg_planes(crop, 95) if planar else encode_jpeg_rgb(crop[0], 95)
-        rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float64)[8:-8, 8:-8]
+        rgb = np.asarray(Image.open(io.BytesIO(_encode_crop(crop, 95))).convert("RGB"), np.float64)[8:-8, 8:-8]
         assert np.abs(rgb.mean(axis=(0, 1)) - colour).max() <= 4, (colour, rgb.mean(axis=(0, 1)))
+
+
+@COLOUR_PATHS
+def test_odd_crops_encode_the_same_whatever_memory_surrounds_them(tmp_path: Path, encode_args, planar):
+    """A crop's bytes depend on its pixels only, not on what lies past its right or bottom edge."""
+    from cmav_data.recipes.suburmp import _frame_crops
+
+    decoded = _patches_frame(tmp_path, encode_args)
+    boxes = [(1, 1, 32, 64), (33, 3, 96, 40), (97, 0, 128, 63), (0, 0, 127, 64)]  # odd widths, heights, offsets
+    for box, crop in zip(boxes, _frame_crops(decoded, boxes)):
+        expected = _encode_crop(crop, 90)
+        for fill in (0, 255):  # the same pixels inside buffers whose next columns and rows differ
+            surrounded = []
+            for plane in crop:
+                buffer = np.full((plane.shape[0] + 2, plane.shape[1] + 3, *plane.shape[2:]), fill, np.uint8)
+                buffer[: plane.shape[0], : plane.shape[1]] = plane
+                surrounded.append(buffer[: plane.shape[0], : plane.shape[1]])
+            assert _encode_crop(tuple(surrounded), 90) == expected, (box, fill)
+        decoded_crop = Image.open(io.BytesIO(expected))
+        assert decoded_crop.size == (box[2] - box[0], box[3] - box[1])
 
 
 def test_crop_planes_odd_boxes_and_levels():

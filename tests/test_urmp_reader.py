@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cmav_data.corpora.urmp import inspect_urmp, load_urmp
@@ -78,6 +79,19 @@ def test_clean_tree_with_its_own_index_has_no_problems(tmp_path: Path):
     assert piece.video_size == (64, 36)
 
 
+def _cut(path: Path, n_bytes: int) -> None:
+    """Keep the first bytes of a file: its header still claims the full length."""
+    path.write_bytes(path.read_bytes()[:n_bytes])
+
+
+def _stereo(path: Path, right_gain: float) -> None:
+    """Rewrite a mono track as two channels, the right one the left times ``right_gain``."""
+    import soundfile as sf
+
+    mono, sr = sf.read(path)
+    sf.write(path, np.stack([mono, right_gain * mono], axis=1), sr, subtype="PCM_24")
+
+
 @pytest.mark.parametrize(
     "break_it, expected",
     [
@@ -87,8 +101,18 @@ def test_clean_tree_with_its_own_index_has_no_problems(tmp_path: Path):
         (lambda p: (p / "Notes_1_vn_01_Tiny.txt").unlink(), "Notes_1_vn_01_Tiny.txt: missing file"),
         (lambda p: (p / "Vid_01_Tiny_vn_vc.mp4").write_bytes(b"\x00" * 100), "Vid_01_Tiny_vn_vc.mp4: unreadable, truncated or non-video MP4"),
         (lambda p: (p / "Vid_01_Tiny_vn_vc.mp4").unlink(), "Vid_01_Tiny_vn_vc.mp4: missing file"),
+        (lambda p: _cut(p / "AuSep_1_vn_01_Tiny.wav", 3000),
+         "AuSep_1_vn_01_Tiny.wav: truncated: its header says 144000 bytes of audio data (1.00 s), the file holds 2956"),
+        (lambda p: (p / "Notes_1_vn_01_Tiny.txt").write_bytes(b""), "Notes_1_vn_01_Tiny.txt: empty file"),
+        (lambda p: (p / "F0s_2_vc_01_Tiny.txt").write_bytes(b""), "F0s_2_vc_01_Tiny.txt: empty file"),
+        (lambda p: _stereo(p / "AuSep_1_vn_01_Tiny.wav", 1.0),
+         "AuSep_1_vn_01_Tiny.wav: 2 channels, URMP's tracks are mono; mixed to the mean of its 2 channels"),
+        (lambda p: _stereo(p / "AuSep_2_vc_01_Tiny.wav", -0.9),
+         "AuSep_2_vc_01_Tiny.wav: 2 channels, URMP's tracks are mono; mixed to channel 1 alone (the loudest): "
+         "ITS 2 CHANNELS ARE IN ANTI-PHASE, their mean is 26 dB quieter"),
     ],
-    ids=["missing-track", "non-audio", "sample-rate", "missing-notes", "corrupt-video", "missing-video"],
+    ids=["missing-track", "non-audio", "sample-rate", "missing-notes", "corrupt-video", "missing-video",
+         "truncated-wav", "empty-notes", "empty-f0s", "stereo", "anti-phase-stereo"],
 )
 def test_each_problem_names_the_file_and_cause(tmp_path: Path, break_it, expected):
     root = tmp_path / "URMP"
@@ -133,6 +157,11 @@ def test_cli_strict_json_and_no_traceback(tmp_path: Path):
     assert lenient.returncode == 0 and strict.returncode == 1
     assert "AuSep_2_vc_01_Tiny.wav: unreadable or non-audio WAV" in strict.stdout
     assert "Traceback" not in strict.stderr
+
+    write_tone(piece / "AuSep_2_vc_01_Tiny.wav", 1.0)
+    _cut(piece / "AuSep_2_vc_01_Tiny.wav", 3000)
+    cut = _cli("inspect-urmp", str(root), "--strict", "--quiet")
+    assert cut.returncode == 1 and "AuSep_2_vc_01_Tiny.wav: truncated" in cut.stdout
 
     missing = _cli("inspect-urmp", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and "not a directory" in missing.stderr and "Traceback" not in missing.stderr

@@ -20,8 +20,9 @@ Examples:
   cmav-data extract-features /shared/Sub-URMP --kind cqt --scheduler tcp://head:8786
 
 \b
-Writes DATASET/features/<kind>-<key>/part-NNNNN.parquet and features.json. Running it again
-with the same inputs does nothing; changing a parameter writes a new folder.
+Writes DATASET/features/<kind>-<key>/part-NNNNN.parquet and features.json (each shard's size
+and sha256). Running it again with the same inputs checks the shards and does nothing; a damaged
+shard is recomputed (with a warning naming it); changing a parameter writes a new folder.
 """
 
 @main.command("extract-features", epilog=EXTRACT_EPILOG)
@@ -46,6 +47,8 @@ def extract_features_command(dataset, kind, backend, params, shard_size, jobs, e
             result = extract_features(dataset, spec, backend, executor, shard_size, progress=not quiet)
     except (SpecError, FeatureInputError) as err:
         raise click.ClickException(str(err)) from None
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     state = "cached, nothing to do" if result.computed_shards == 0 else f"{result.computed_shards} shard(s) computed"
     click.echo(f"{result.out_dir}: {result.n_pairs} pairs, {result.n_shards} shard(s), {state}; "
                f"{result.n_resampled} resampled, {result.n_resized} padded or cut")

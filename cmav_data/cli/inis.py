@@ -42,6 +42,8 @@ def _synset_list(_ctx: click.Context, _param: click.Parameter, value: str | None
 @click.option("--fit", type=click.Choice(["crop", "pad"]), default="crop", help="Square by centred crop or by black padding.")
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=90, help="JPEG quality of the images.")
 @click.option("--min-side", type=click.IntRange(min=1), default=128, help="Reject photos whose shorter side is smaller (pixels).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=64_000_000,
+              help="Reject photos with more pixels (judged from the header: they are never decoded).")
 @click.option("--grayscale", type=click.Choice(["drop", "convert"]), default="drop", help="Grayscale photos: reject, or convert to RGB.")
 @click.option("--cmyk", type=click.Choice(["convert", "drop"]), default="convert", help="CMYK photos: convert to RGB, or reject.")
 @click.option("--near-duplicate-distance", type=click.IntRange(min=-1, max=64), default=4,
@@ -59,7 +61,7 @@ def _synset_list(_ctx: click.Context, _param: click.Parameter, value: str | None
 @executor_options
 @builder_options("batches")
 def build_inis_command(imagenet_dir: Path, out: Path, sounds_dir: Path, synsets: tuple[str, ...] | None, labels: Path | None,
-                       image_size: int, fit: str, jpeg_quality: int, min_side: int, grayscale: str, cmyk: str,
+                       image_size: int, fit: str, jpeg_quality: int, min_side: int, max_pixels: int, grayscale: str, cmyk: str,
                        near_duplicate_distance: int, validation_fraction: float, seed: int, sounds_per_image: int,
                        pair_silent: bool, keep_list: Path | None, drop_list: Path | None, batch_size: int, jobs: int,
                        executor_kind: str, scheduler: str | None, resume: bool, overwrite: bool, fault_tolerant: bool, allow_failures: bool, quiet: bool) -> None:
@@ -70,7 +72,7 @@ def build_inis_command(imagenet_dir: Path, out: Path, sounds_dir: Path, synsets:
 
     try:
         options = InisOptions(synsets=synsets or DEFAULT_SYNSETS, image_size=image_size, fit=fit, jpeg_quality=jpeg_quality,
-                              min_side=min_side, grayscale=grayscale, cmyk=cmyk,
+                              min_side=min_side, max_pixels=max_pixels, grayscale=grayscale, cmyk=cmyk,
                               near_duplicate_distance=near_duplicate_distance,
                               validation_fraction=validation_fraction, seed=seed,
                               sounds_per_image=sounds_per_image, pair_silent=pair_silent)

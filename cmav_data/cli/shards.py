@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import click
 
 from cmav_data.cli import main
+from cmav_data.locking import OutputLocked
 from cmav_data.shards import (
     DownloadConfig,
     ShardsError,
@@ -29,11 +30,15 @@ DOWNLOAD_EPILOG = f"""\b
 Examples:
   cmav-data download suburmp-demo data/suburmp-demo --mirror http://127.0.0.1:8000/
   cmav-data download http://127.0.0.1:8000/suburmp-demo/index.json data/suburmp-demo
+  cmav-data download suburmp-demo data/suburmp-demo --mirror http://127.0.0.1:8000/ --deadline 600
 \b
 SOURCE is a name in manifests/datasets.json or the URL of an index.json. cmav hosts
 no official copy yet, so a registry name needs --mirror (a base URL holding the
 published folder). Interrupted downloads resume; files already verified in DEST or
-present in the cache (--cache-dir, env {ENV_CACHE}) are not fetched again.
+present in the cache (--cache-dir, env {ENV_CACHE}) are not fetched again; files
+complete at their final names are hashed and kept when they match. A file not
+complete within --deadline fails (its part is kept for the next run). One
+download at a time writes into a DEST.
 """
 
 VERIFY_EPILOG = """\b
@@ -81,20 +86,26 @@ def publish_cmd(dataset: str, out_dir: str, shard_size: int, jobs: int, quiet: b
 @click.option("--no-cache", is_flag=True, help="Neither read nor fill the cache.")
 @click.option("--jobs", "-j", default=2, type=click.IntRange(1), help="Files downloaded in parallel.")
 @click.option("--retries", default=DownloadConfig.retries, type=click.IntRange(0), help="Failures in a row without progress before a mirror is given up.")
-@click.option("--timeout", default=DownloadConfig.timeout, type=click.FloatRange(min=0, min_open=True), help="Socket time-out, seconds.")
+@click.option("--timeout", default=DownloadConfig.timeout, type=click.FloatRange(min=0, min_open=True), help="Socket time-out for each read, seconds.")
+@click.option("--deadline", default=None, type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              show_default="60 s plus the file's size at 64 KiB/s",
+              help="Time allowed for each whole file, retries and mirrors included (what arrived is kept for the next run).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def download_cmd(source: str, dest: str, mirrors: tuple[str, ...], cache_dir: str | None, no_cache: bool,
-                 jobs: int, retries: int, timeout: float, quiet: bool) -> None:
+                 jobs: int, retries: int, timeout: float, deadline: float | None, quiet: bool) -> None:
     """Download the published dataset SOURCE into DEST, checking every file's size and sha256."""
     cache = None if no_cache else (cache_dir or default_cache_dir())
-    config = DownloadConfig(retries=retries, timeout=timeout)
+    config = DownloadConfig(retries=retries, timeout=timeout, deadline=deadline)
     try:
         with _executor(jobs) as ex:
             report = download(source, dest, mirrors, cache, config, executor=ex, progress=not quiet)
-    except ShardsError as e:
+    except (ShardsError, OutputLocked) as e:
         raise click.ClickException(str(e)) from None
+    except OSError as e:  # DEST or the cache cannot be written
+        raise click.ClickException(f"{e.filename or dest}: {e.strerror or e}") from None
     click.echo(f"{dest}: {len(report.fetched)} fetched ({report.network_bytes} bytes), "
-               f"{len(report.from_cache)} from cache, {len(report.present)} already verified")
+               f"{len(report.from_cache)} from cache, {len(report.present)} already verified, "
+               f"{len(report.adopted)} found complete and hashed")
 
 
 @main.command("verify", epilog=VERIFY_EPILOG)
@@ -109,6 +120,8 @@ def verify_cmd(directory: str, deep: bool, jobs: int, quiet: bool) -> None:
             report = verify(directory, deep=deep, executor=ex, progress=not quiet)
     except ShardsError as e:
         raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"{e.filename or directory}: {e.strerror or e}") from None
     if not report.ok:
         for problem in report.problems:
             click.echo(f"  {problem}", err=True)

@@ -38,13 +38,13 @@ import numpy as np
 
 from cmav_data.checksum import sha256_file
 from cmav_data.instruments import INSTRUMENTS, Instrument
-from cmav_data.manifests import MANIFESTS_DIR
-from cmav_data.media import MediaError, probe_audio, probe_video
+from cmav_data.manifests import reference_path
+from cmav_data.media import AudioInfo, MediaError, probe_audio, probe_video, read_audio_mono
 from cmav_data.progress import progress_map
 
 URMP_SAMPLE_RATE = 48_000
 CORPUS_INDEX_NAME = "cmav_index.csv"
-COMMITTED_INDEX = MANIFESTS_DIR / "urmp_index.csv"
+COMMITTED_INDEX = reference_path("urmp_index.csv")
 
 _FOLDER_RE = re.compile(r"^(?P<num>\d{2})_(?P<name>[A-Za-z0-9]+)(?P<codes>(?:_[a-z]+)+)$")
 
@@ -259,6 +259,41 @@ def _read_columns(path: str | os.PathLike, n_columns: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
+# Rules shared by inspect-urmp and build-suburmp: what in a track or annotation is not URMP's format.
+
+
+def sample_rate_problem(info: AudioInfo) -> str | None:
+    """URMP's tracks are 48 kHz. Another rate is an inspect-urmp problem and a build-suburmp
+    failure (``--fault-tolerant`` builds the rest): resampled chunks would not be the dataset's."""
+    if info.samplerate != URMP_SAMPLE_RATE:
+        return f"unexpected sample rate {info.samplerate} Hz (URMP is {URMP_SAMPLE_RATE})"
+    return None
+
+
+def channels_problem(path: str | os.PathLike, info: AudioInfo) -> str | None:
+    """URMP's tracks are mono. For another channel count, how build-suburmp mixes the track
+    (``cmav_data.media.downmix``: reads the samples): an inspect-urmp problem, a build warning."""
+    if info.channels == 1:
+        return None
+    return f"{info.channels} channels, URMP's tracks are mono; mixed to {read_audio_mono(path)[2]}"
+
+
+MISSING_FILE = "missing file"
+
+
+def annotation_problem(path: str | os.PathLike) -> str | None:
+    """A ``Notes_``/``F0s_`` file that is missing (an inspect-urmp problem and a build failure) or
+    holds no annotations (an inspect-urmp problem; build-suburmp warns and records null)."""
+    path = Path(path)
+    if not path.is_file():
+        return MISSING_FILE
+    with open(path, "rb") as f:
+        if not f.read().strip():
+            return "empty file (no annotations)"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
 # Inspection: open the media, measure durations, find problems and duplicate takes.
 
 
@@ -348,14 +383,15 @@ def _inspect_piece(piece: Piece) -> tuple[PieceReport, list[Problem]]:
         try:
             info = probe_audio(part.audio)
             duration, samplerate = info.duration, info.samplerate
-            if samplerate != URMP_SAMPLE_RATE:
-                problems.append(Problem(str(part.audio), f"unexpected sample rate {samplerate} Hz (URMP is {URMP_SAMPLE_RATE})"))
+            for cause in (sample_rate_problem(info), channels_problem(part.audio, info)):
+                if cause:
+                    problems.append(Problem(str(part.audio), cause))
             digest = sha256_file(part.audio)
         except MediaError as e:
             problems.append(Problem(e.path, e.cause))
         for annotation in (part.notes, part.f0s):
-            if not annotation.is_file():
-                problems.append(Problem(str(annotation), "missing file"))
+            if cause := annotation_problem(annotation):
+                problems.append(Problem(str(annotation), cause))
         part_reports.append(PartReport(part.key, part.instrument.code, duration, samplerate, digest))
     for extra in (piece.mix, piece.score):
         if not extra.is_file():

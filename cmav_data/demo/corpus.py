@@ -11,8 +11,10 @@ not depend on the number of workers.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+import math
 import re
 import shutil
 from concurrent.futures import Executor, as_completed
@@ -21,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 from tqdm import tqdm
 
 from cmav_data import __version__
@@ -29,12 +32,14 @@ from cmav_data.checksum import sha256_file
 from cmav_data.demo.contact_sheet import write_contact_sheet
 from cmav_data.demo.errors import DemoError
 from cmav_data.demo.plan import DemoOptions, PiecePlan, plan_corpus
-from cmav_data.demo.render import F0_HOP, f0_text, notes_text, render_parts, score_midi, soundfont_path, write_wav
+from cmav_data.demo.players import Look, player_look
+from cmav_data.demo.render import (F0_HOP, f0_text, gain_beside, level_parts, mix_gain, notes_text, render_parts,
+                                   score_midi, soundfont_path, write_wav)
 from cmav_data.demo.scores import Excerpt, load_excerpt
 from cmav_data.demo.video import encode, frame_count, frames
 from cmav_data.manifests import read_table
 
-FOLDER_RE = re.compile(r"^(\d{2})_([A-Za-z]+)((?:_[a-z]+)+)$")
+FOLDER_RE = re.compile(r"^(\d{2})_([A-Za-z0-9]+)((?:_[a-z]+)+)$")
 INDEX_NAME = "cmav_index.csv"
 
 
@@ -46,14 +51,43 @@ class PieceResult:
 
 def part_stem(plan: PiecePlan, part: int) -> str:
     """``K_iK_NN_Name`` of 1-based ``part``, as URMP's per-part file names carry it."""
-    return f"{part}_{plan.instruments[part - 1]}_{plan.number:02d}_{plan.source.name}"
+    return f"{part}_{plan.file_codes[part - 1]}_{plan.number:02d}_{plan.name}"
+
+
+def _performance(plan: PiecePlan) -> tuple[Excerpt, list[np.ndarray], list[Look]]:
+    """The notes, separated tracks and looks of ``plan``'s players.
+
+    A shared take is rendered as its own piece renders it (same notes, same gain, same look); the
+    other parts get the take's level, or less where the mix would exceed -1 dBFS.
+    """
+    excerpt = load_excerpt(plan)
+    looks = [player_look(plan.seed, plan.number, k) for k in range(1, len(plan.instruments) + 1)]
+    if not plan.shared_takes:
+        return excerpt, render_parts(excerpt.parts, plan.instruments, excerpt.seconds), looks
+    parts, shifts, folds = list(excerpt.parts), list(excerpt.octave_shifts), list(excerpt.folded_notes)
+    fixed: dict[int, np.ndarray] = {}
+    ceiling = math.inf
+    for take in plan.shared_takes:
+        theirs = load_excerpt(take.source)
+        levelled = level_parts(theirs.parts, take.source.instruments, theirs.seconds)
+        gain = mix_gain(levelled)
+        ceiling = min(ceiling, gain)
+        k, j = take.part - 1, take.source_part - 1
+        fixed[k] = levelled[j] * gain  # the very operation render_parts does for the source piece
+        parts[k], shifts[k], folds[k] = theirs.parts[j], theirs.octave_shifts[j], theirs.folded_notes[j]
+        looks[k] = player_look(take.source.seed, take.source.number, take.source_part)
+    own = [k for k in range(len(parts)) if k not in fixed]
+    levelled = dict(zip(own, level_parts([parts[k] for k in own], [plan.instruments[k] for k in own], excerpt.seconds)))
+    gain = gain_beside(list(levelled.values()), sum(fixed.values()), ceiling)
+    tracks = [fixed[k] if k in fixed else levelled[k] * gain for k in range(len(parts))]
+    excerpt = dataclasses.replace(excerpt, parts=tuple(parts), octave_shifts=tuple(shifts), folded_notes=tuple(folds))
+    return excerpt, tracks, looks
 
 
 def render_piece(plan: PiecePlan, out_dir: str | Path, size: tuple[int, int]) -> PieceResult:
     """Write all files of one piece folder; returns what was rendered (for the index and demo.json)."""
     folder = Path(out_dir) / plan.folder
-    excerpt = load_excerpt(plan)
-    tracks = render_parts(excerpt.parts, plan.instruments, excerpt.seconds)
+    excerpt, tracks, looks = _performance(plan)
     for k, (notes, audio) in enumerate(zip(excerpt.parts, tracks), start=1):
         stem = part_stem(plan, k)
         write_wav(folder / f"AuSep_{stem}.wav", audio)
@@ -63,7 +97,8 @@ def render_piece(plan: PiecePlan, out_dir: str | Path, size: tuple[int, int]) ->
     write_wav(mix_path, sum(tracks))
     write_bytes(folder / f"Sco_{plan.folder}.mid", score_midi(excerpt.parts, plan.instruments, plan.source.quarter_bpm))
     n_frames = frame_count(excerpt.seconds)
-    encode(folder / f"Vid_{plan.folder}.mp4", frames(excerpt.parts, tracks, plan.instruments, size, n_frames), size, mix_path)
+    video_frames = frames(excerpt.parts, tracks, plan.instruments, looks, size, n_frames)
+    encode(folder / f"Vid_{plan.folder}.mp4", video_frames, size, mix_path)
     return PieceResult(plan, excerpt)
 
 
@@ -75,8 +110,8 @@ def index_csv(plans: list[PiecePlan]) -> str:
     writer.writerow(columns)
     for plan in plans:
         for k, code in enumerate(plan.instruments, start=1):
-            row = {"folder": plan.folder, "piece": plan.number, "name": plan.source.name, "part": k,
-                   "instrument": code, "file_code": code}
+            row = {"folder": plan.folder, "piece": plan.number, "name": plan.name, "part": k,
+                   "instrument": code, "file_code": plan.file_codes[k - 1]}
             writer.writerow([row[c] for c in columns])
     return buf.getvalue()
 
@@ -88,6 +123,11 @@ def _versions() -> dict[str, str]:
     for dist in ("music21", "pretty_midi", "tinysoundfont", "numpy", "soundfile", "pillow"):
         out[dist] = metadata.version(dist)
     return out
+
+
+def _take_of(plan: PiecePlan, part: int) -> Optional[str]:
+    """``folder/part`` of the take that ``part`` shares, if it shares one."""
+    return next((f"{t.source.folder}/{t.source_part}" for t in plan.shared_takes if t.part == part), None)
 
 
 def demo_json(options: DemoOptions, results: list[PieceResult]) -> str:
@@ -109,13 +149,16 @@ def demo_json(options: DemoOptions, results: list[PieceResult]) -> str:
                     "corpus_path": r.plan.source.corpus_path,
                     "score_parts": list(r.plan.source.parts),
                     "measures": [r.excerpt.first_measure, r.excerpt.last_measure],
+                    "passes": r.excerpt.passes,
                     "quarter_bpm": r.plan.source.quarter_bpm,
                 },
                 "parts": [
-                    {"part": k, "instrument": code, "transpose_semitones": 12 * shift,
+                    {"part": k, "instrument": code, "file_code": file_code, "same_take_as": _take_of(r.plan, k),
+                     "transpose_semitones": 12 * shift,
                      "notes_folded_an_octave": folded, "notes": len(notes)}
-                    for k, (code, shift, folded, notes) in enumerate(
-                        zip(r.plan.instruments, r.excerpt.octave_shifts, r.excerpt.folded_notes, r.excerpt.parts), start=1)
+                    for k, (code, file_code, shift, folded, notes) in enumerate(
+                        zip(r.plan.instruments, r.plan.file_codes, r.excerpt.octave_shifts, r.excerpt.folded_notes,
+                            r.excerpt.parts), start=1)
                 ],
             }
             for r in results

@@ -1,8 +1,12 @@
-"""Drawn players: one sprite per instrument, column size and quantised pose.
+"""Drawn players: one sprite per player (instrument, look, column size) and quantised pose.
 
-Each instrument has its own drawing and colour (and a background hue of its own), so the
-instrument can be told from the picture. The pose follows what is played, which makes
-sound-to-image and pose generation learnable from the demo corpus:
+The instrument's drawing (its shape) is the only cue to the class. Everything else is a ``Look``
+seeded per piece and player, never per instrument: the room (wall, floor, chair) of the piece, and
+the player's clothes, skin, hair, the light on the player (exposure and white balance) and the tone
+of the instrument's material (one range of woods shared by strings, oboe, clarinet and bassoon; one
+range of metals, silver to gold lacquer, shared by flute, saxophone and brass). So a classifier of
+mean colour is at chance, as on URMP, where backdrops vary by recording (``benchmarks/bench_colour_leak.py``).
+The pose follows what is played, which makes sound-to-image and pose generation learnable:
 
 - ``pitch`` (0..PITCH_LEVELS-1, position of the note in the instrument's range): left hand along
   the neck for strings, trombone slide extension, closed keys/valves for woodwinds and brass;
@@ -12,14 +16,12 @@ sound-to-image and pose generation learnable from the demo corpus:
   of the sound waves for winds;
 - ``None``: at rest (instrument lowered, bow down), drawn identically whenever the player is silent.
 
-Sprites are drawn at twice the size and averaged down (anti-aliasing), once per pose actually used
-and instrument/column size in a process.
+Sprites are drawn at twice the size and averaged down (anti-aliasing), once per pose a player uses.
 """
 
 from __future__ import annotations
 
 import colorsys
-import functools
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -34,20 +36,16 @@ LOUDNESS_LEVELS = 4
 STROKE_LEVELS = 4
 SUPERSAMPLE = 2
 
-# Instrument colours: woods for strings and double reeds, metals for flute and brass.
-INSTRUMENT_COLOURS: dict[str, tuple[int, int, int]] = {
-    "vn": (222, 132, 52), "va": (176, 74, 44), "vc": (150, 96, 40), "db": (96, 58, 36),
-    "fl": (205, 210, 222), "ob": (70, 44, 32), "cl": (28, 28, 34), "sax": (236, 190, 58),
-    "bn": (160, 62, 40), "tpt": (246, 206, 84), "hn": (214, 160, 62), "tbn": (240, 184, 92),
-    "tba": (188, 150, 58),
-}
-SKIN = (238, 196, 160)
-HAIR = (70, 48, 36)
-SUIT = (58, 62, 88)
-SHIRT = (245, 245, 240)
-CHAIR = (92, 64, 50)
+RGB = tuple[int, int, int]
 KEY_OPEN = (210, 210, 215)
 KEY_CLOSED = (150, 30, 30)
+# Instruments drawn in metal; all others are wooden. Both materials span several classes.
+METAL = frozenset({"fl", "sax", "tpt", "hn", "tbn", "tba"})
+WOOD_RANGE = ((52, 32, 24), (224, 152, 74))  # grenadilla-dark to maple-light
+METAL_RANGE = ((200, 206, 218), (238, 194, 84))  # silver-plated to gold lacquer
+SKIN_RANGE = ((96, 62, 44), (242, 204, 172))
+HAIR_RANGE = ((24, 20, 18), (196, 160, 110))
+LOOK_STREAM = 0x100C  # keeps the looks' random stream apart from the excerpt's (same piece seed)
 
 
 @dataclass(frozen=True)
@@ -57,27 +55,66 @@ class Pose:
     stroke: int
 
 
-def background_colours(code: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """(wall, floor) colours: a hue of the instrument's own, evenly spread over the 13 classes."""
-    hue = instrument(code).class_index / 13
+@dataclass(frozen=True)
+class Look:
+    """Everything in a player's picture but the instrument's shape and the pose."""
 
-    def rgb(light: float, sat: float) -> tuple[int, int, int]:
-        return tuple(round(255 * c) for c in colorsys.hls_to_rgb(hue, light, sat))
+    wall: RGB  # the room: one per piece
+    floor: RGB
+    chair: RGB
+    suit: RGB  # the player
+    shirt: RGB
+    skin: RGB
+    hair: RGB
+    wood: RGB  # the instrument's material, by whichever the instrument is made of
+    metal: RGB
+    light: tuple[float, float, float]  # gain per RGB channel: this player's exposure and white balance
 
-    return rgb(0.80, 0.45), rgb(0.55, 0.30)
+    def material(self, code: str) -> RGB:
+        return self.metal if code in METAL else self.wood
+
+
+def _hls(rng: np.random.Generator, light: tuple[float, float], sat: tuple[float, float]) -> RGB:
+    rgb = colorsys.hls_to_rgb(rng.uniform(0, 1), rng.uniform(*light), rng.uniform(*sat))
+    return tuple(round(255 * c) for c in rgb)
+
+
+def _between(rng: np.random.Generator, span: tuple[RGB, RGB]) -> RGB:
+    t = rng.uniform(0, 1)
+    return tuple(round(a + t * (b - a)) for a, b in zip(*span))
+
+
+def player_look(seed: int, piece: int, part: int) -> Look:
+    """The look of player ``part`` (1-based) of piece number ``piece``, from the piece's ``seed``.
+
+    The instrument is deliberately not an argument: nothing here can depend on it.
+    """
+    room = np.random.default_rng([seed, piece, LOOK_STREAM])
+    wall, floor = _hls(room, (0.45, 0.88), (0.0, 0.55)), _hls(room, (0.2, 0.6), (0.0, 0.45))
+    chair = _hls(room, (0.15, 0.45), (0.1, 0.5))
+    rng = np.random.default_rng([seed, piece, LOOK_STREAM, part])
+    brightness, warmth = rng.uniform(0.78, 1.12), rng.uniform(-0.1, 0.1)
+    return Look(
+        wall=wall, floor=floor, chair=chair,
+        suit=_hls(rng, (0.08, 0.5), (0.0, 0.6)), shirt=_hls(rng, (0.72, 0.97), (0.0, 0.5)),
+        skin=_between(rng, SKIN_RANGE), hair=_between(rng, HAIR_RANGE),
+        wood=_between(rng, WOOD_RANGE), metal=_between(rng, METAL_RANGE),
+        light=(brightness * (1 + warmth), brightness, brightness * (1 - warmth)),
+    )
 
 
 class _Canvas:
     """Drawing in units of the column (u = 1/100 of a reference size), y growing downwards."""
 
-    def __init__(self, width: int, height: int, wall, floor):
+    def __init__(self, width: int, height: int, look: Look):
+        self.look = look
         self.w, self.h = width * SUPERSAMPLE, height * SUPERSAMPLE
-        self.image = Image.new("RGB", (self.w, self.h), wall)
+        self.image = Image.new("RGB", (self.w, self.h), look.wall)
         self.draw = ImageDraw.Draw(self.image)
         self.u = min(self.w / 90, self.h / 130)
         self.cx = self.w / 2
         self.floor_y = self.h * 0.88
-        self.draw.rectangle([0, self.floor_y, self.w, self.h], fill=floor)
+        self.draw.rectangle([0, self.floor_y, self.w, self.h], fill=look.floor)
 
     def p(self, x: float, y: float) -> tuple[float, float]:
         """Column point from units relative to the head (x right of it, y below it); feet on the floor."""
@@ -121,17 +158,17 @@ class _Canvas:
 
 def _figure(cv: _Canvas, pose: Optional[Pose]) -> None:
     chest = 0 if pose is None else 1.2 * pose.loudness
-    cv.draw.rectangle([*cv.p(-16, 46), *cv.p(16, 50)], fill=CHAIR)
-    cv.line((-13, 50), (-13, 85), 2.5, CHAIR)
-    cv.line((13, 50), (13, 85), 2.5, CHAIR)
+    cv.draw.rectangle([*cv.p(-16, 46), *cv.p(16, 50)], fill=cv.look.chair)
+    cv.line((-13, 50), (-13, 85), 2.5, cv.look.chair)
+    cv.line((13, 50), (13, 85), 2.5, cv.look.chair)
     for side in (-1, 1):  # legs: thighs forward (seen from the front: short), shins down
-        cv.line((6 * side, 46), (8 * side, 84), 7, SUIT)
+        cv.line((6 * side, 46), (8 * side, 84), 7, cv.look.suit)
         cv.ellipse((9 * side, 85), 5, 2, (20, 20, 20))
     w = 13 + chest
-    cv.draw.polygon([cv.p(-w, 10), cv.p(w, 10), cv.p(11, 48), cv.p(-11, 48)], fill=SUIT)
-    cv.draw.polygon([cv.p(-4, 10), cv.p(4, 10), cv.p(0, 24)], fill=SHIRT)
-    cv.disc((0, 0), 8.5 + 0.3 * chest, SKIN)
-    cv.draw.chord([*cv.p(-9, -9), *cv.p(9, 7)], 180, 360, fill=HAIR)
+    cv.draw.polygon([cv.p(-w, 10), cv.p(w, 10), cv.p(11, 48), cv.p(-11, 48)], fill=cv.look.suit)
+    cv.draw.polygon([cv.p(-4, 10), cv.p(4, 10), cv.p(0, 24)], fill=cv.look.shirt)
+    cv.disc((0, 0), 8.5 + 0.3 * chest, cv.look.skin)
+    cv.draw.chord([*cv.p(-9, -9), *cv.p(9, 7)], 180, 360, fill=cv.look.hair)
     cv.disc((-3, 0), 0.9, (30, 30, 30))
     cv.disc((3, 0), 0.9, (30, 30, 30))
 
@@ -151,7 +188,7 @@ def _closed_keys(pose: Optional[Pose], count: int) -> int:
 
 
 def _strings(cv: _Canvas, code: str, pose: Optional[Pose]) -> None:
-    colour = INSTRUMENT_COLOURS[code]
+    colour = cv.look.material(code)
     dark = tuple(c // 3 for c in colour)
     small = code in ("vn", "va")
     if small:
@@ -175,15 +212,15 @@ def _strings(cv: _Canvas, code: str, pose: Optional[Pose]) -> None:
     bridge = (centre[0] + ux * length * 0.08, centre[1] + uy * length * 0.08)
     cv.line((centre[0] - ux * length * 0.45, centre[1] - uy * length * 0.45), top, 0.5, (230, 220, 200))
     if pose is None:
-        cv.line((-16, 14), (-20, 44), 4, SUIT)  # bow arm hanging, bow down
+        cv.line((-16, 14), (-20, 44), 4, cv.look.suit)  # bow arm hanging, bow down
         cv.line((-20, 44), (-18, 86), 0.9, (120, 90, 60))
-        cv.line((14, 14), (top[0], top[1]), 4, SUIT)
+        cv.line((14, 14), (top[0], top[1]), 4, cv.look.suit)
         return
     # Left hand along the neck: high notes near the body, low notes near the scroll.
     t = 0.9 - 0.8 * pose.pitch / (PITCH_LEVELS - 1)
     hand = (top[0] + (scroll[0] - top[0]) * t, top[1] + (scroll[1] - top[1]) * t)
-    cv.line((14, 14), hand, 4, SUIT)
-    cv.disc(hand, 2.4, SKIN)
+    cv.line((14, 14), hand, 4, cv.look.suit)
+    cv.disc(hand, 2.4, cv.look.skin)
     # Bow across the strings at the bridge, travelling along its length with the stroke.
     bow_len = 55 * scale if not small else 45
     bx, by = (-uy, ux) if small else (1.0, 0.0)
@@ -191,13 +228,13 @@ def _strings(cv: _Canvas, code: str, pose: Optional[Pose]) -> None:
     frog = (bridge[0] + bx * (bow_len / 2 - offset), bridge[1] + by * (bow_len / 2 - offset))
     tip = (frog[0] - bx * bow_len, frog[1] - by * bow_len)
     cv.line(frog, tip, 0.9, (120, 90, 60))
-    cv.line((-14, 14), frog, 4, SUIT)
-    cv.disc(frog, 2.4, SKIN)
+    cv.line((-14, 14), frog, 4, cv.look.suit)
+    cv.disc(frog, 2.4, cv.look.skin)
     cv.waves(centre, pose.loudness, pose.stroke, angle + math.pi / 2, dark)
 
 
 def _woodwind(cv: _Canvas, code: str, pose: Optional[Pose]) -> None:
-    colour = INSTRUMENT_COLOURS[code]
+    colour = cv.look.material(code)
     mouth = (0, 4)
     drop = (0, 0) if pose is not None else (6, 30)  # lowered from the mouth at rest
 
@@ -238,14 +275,14 @@ def _woodwind(cv: _Canvas, code: str, pose: Optional[Pose]) -> None:
         bell = b
     _keys(cv, *keys, count=6, closed=_closed_keys(pose, 6))
     for h in hands:
-        cv.line((0, 16), h, 3.5, SUIT)
-        cv.disc(h, 2.2, SKIN)
+        cv.line((0, 16), h, 3.5, cv.look.suit)
+        cv.disc(h, 2.2, cv.look.skin)
     if pose is not None:
         cv.waves(bell, pose.loudness, pose.stroke, -math.pi / 2 if code != "fl" else 0.0, tuple(c // 2 for c in colour))
 
 
 def _brass(cv: _Canvas, code: str, pose: Optional[Pose]) -> None:
-    colour = INSTRUMENT_COLOURS[code]
+    colour = cv.look.material(code)
     dark = tuple(c * 2 // 3 for c in colour)
     lift = (0, 0) if pose is not None else (4, 32)
 
@@ -283,8 +320,8 @@ def _brass(cv: _Canvas, code: str, pose: Optional[Pose]) -> None:
         for k in range(4):
             cv.line(at(-5 + 4 * k, 26), at(-5 + 4 * k, 32 - (2 if k < _closed_keys(pose, 4) else 4)), 2, dark)
         hand, bell, direction = at(-2, 30), at(0, -12), 0.0
-    cv.line((10, 14), hand, 4, SUIT)
-    cv.disc(hand, 2.2, SKIN)
+    cv.line((10, 14), hand, 4, cv.look.suit)
+    cv.disc(hand, 2.2, cv.look.skin)
     if pose is not None:
         cv.waves(bell, pose.loudness, pose.stroke, direction, dark)
 
@@ -292,17 +329,20 @@ def _brass(cv: _Canvas, code: str, pose: Optional[Pose]) -> None:
 _DRAW = {"string": _strings, "woodwind": _woodwind, "brass": _brass}
 
 
-@functools.lru_cache(maxsize=64)
-def player_sprites(code: str, width: int, height: int) -> "PlayerSprites":
-    """The sprites of ``code`` for a column size, shared by all pieces a process renders."""
-    return PlayerSprites(code, width, height)
+def _lit(image: Image.Image, light: tuple[float, float, float]) -> np.ndarray:
+    """The picture under ``light``: each channel through its own gain (a lookup table, exact)."""
+    pixels = np.asarray(image).copy()
+    levels = np.arange(256)
+    for c, gain in enumerate(light):
+        pixels[..., c] = np.clip(np.rint(levels * gain), 0, 255).astype(np.uint8)[pixels[..., c]]
+    return pixels
 
 
 class PlayerSprites:
-    """Sprites of one instrument's player for a column of ``width`` x ``height`` pixels, drawn on demand."""
+    """Sprites of one player (instrument and look) for a column of ``width`` x ``height`` pixels, drawn on demand."""
 
-    def __init__(self, code: str, width: int, height: int):
-        self.code, self.width, self.height = code, width, height
+    def __init__(self, code: str, look: Look, width: int, height: int):
+        self.code, self.look, self.width, self.height = code, look, width, height
         self._draw = _DRAW[instrument(code).family]
         self._cache: dict[Optional[Pose], np.ndarray] = {}
 
@@ -310,10 +350,8 @@ class PlayerSprites:
         """(height, width, 3) uint8 picture of the player in ``pose`` (None: at rest)."""
         sprite = self._cache.get(pose)
         if sprite is None:
-            wall, floor = background_colours(self.code)
-            cv = _Canvas(self.width, self.height, wall, floor)
+            cv = _Canvas(self.width, self.height, self.look)
             _figure(cv, pose)
             self._draw(cv, self.code, pose)
-            image = cv.image.reduce(SUPERSAMPLE)
-            sprite = self._cache[pose] = np.asarray(image)
+            sprite = self._cache[pose] = _lit(cv.image.reduce(SUPERSAMPLE), self.look.light)
         return sprite

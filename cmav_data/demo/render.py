@@ -72,8 +72,8 @@ def render_part(notes: Sequence[Note], gm_program: int, n_samples: int) -> np.nd
     return out
 
 
-def render_parts(parts: Sequence[Sequence[Note]], codes: Sequence[str], seconds: float) -> list[np.ndarray]:
-    """The separated tracks, levelled and sharing one gain so that their sum peaks at -1 dBFS."""
+def level_parts(parts: Sequence[Sequence[Note]], codes: Sequence[str], seconds: float) -> list[np.ndarray]:
+    """Each part rendered and levelled to the same loudness (RMS 1 over its sounding samples)."""
     n = math.ceil(seconds * SAMPLE_RATE)
     tracks = []
     for notes, code in zip(parts, codes):
@@ -81,9 +81,31 @@ def render_parts(parts: Sequence[Sequence[Note]], codes: Sequence[str], seconds:
         sounding = audio[np.abs(audio) > 1e-4]
         rms = float(np.sqrt(np.mean(sounding**2))) if len(sounding) else 0.0
         tracks.append(audio / rms if rms > 0 else audio)
-    peak = max(float(np.max(np.abs(x))) for x in [sum(tracks), *tracks])
-    gain = PEAK / peak if peak > 0 else 1.0
-    return [x * gain for x in tracks]
+    return tracks
+
+
+def mix_gain(levelled: Sequence[np.ndarray]) -> float:
+    """The one gain that makes the loudest of the tracks and their sum peak at -1 dBFS."""
+    peak = max(float(np.max(np.abs(x))) for x in [sum(levelled), *levelled])
+    return PEAK / peak if peak > 0 else 1.0
+
+
+def render_parts(parts: Sequence[Sequence[Note]], codes: Sequence[str], seconds: float) -> list[np.ndarray]:
+    """The separated tracks, levelled and sharing one gain so that their sum peaks at -1 dBFS."""
+    levelled = level_parts(parts, codes, seconds)
+    gain = mix_gain(levelled)
+    return [x * gain for x in levelled]
+
+
+def gain_beside(levelled: Sequence[np.ndarray], fixed: np.ndarray, ceiling: float) -> float:
+    """The largest gain up to ``ceiling`` for ``levelled`` such that neither they nor their sum plus
+    the ``fixed`` tracks' sum (already at their level, each within -1 dBFS) exceed -1 dBFS."""
+    own = sum(levelled)
+    gain = min([ceiling] + [PEAK / float(np.max(np.abs(x))) for x in levelled if np.any(x)])
+    moving = np.abs(own) > 0
+    # |g * own + fixed| <= PEAK at every sample: g <= (PEAK - sign(own) * fixed) / |own|
+    bounds = (PEAK - np.sign(own[moving]) * fixed[moving]) / np.abs(own[moving])
+    return float(min(gain, bounds.min(initial=gain)))
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray) -> None:

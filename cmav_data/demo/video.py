@@ -5,8 +5,9 @@ frames so the video is as long as the audio within one frame. Player k is drawn 
 ``cmav_data.layout.player_box(W, H, n, k)``. Each player's pose at a frame comes from the note
 sounding then (pitch, progress through the note) and the loudness of its own track around the
 frame (RMS over one frame period, relative to the track's loud frames); a player with no sounding
-note is at rest. Frames are composed from pre-drawn sprites and piped as raw RGB to the ffmpeg
-binary of imageio-ffmpeg: H.264 (libx264, yuv420p) with the mix as an AAC track.
+note is at rest. Each player has its own ``Look`` (room, clothes, light; see ``players``). Frames
+are composed from pre-drawn sprites and piped as raw RGB to the ffmpeg binary of imageio-ffmpeg:
+H.264 (libx264, yuv420p) with the mix as an AAC track.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from cmav_data.atomic import atomic_path
 from cmav_data.demo.errors import DemoError
-from cmav_data.demo.players import LOUDNESS_LEVELS, PITCH_LEVELS, STROKE_LEVELS, Pose, player_sprites
+from cmav_data.demo.players import LOUDNESS_LEVELS, PITCH_LEVELS, STROKE_LEVELS, Look, PlayerSprites, Pose
 from cmav_data.demo.render import SAMPLE_RATE
 from cmav_data.demo.scores import Note
 from cmav_data.instruments import instrument
@@ -71,12 +72,13 @@ def poses(notes: Sequence[Note], audio: np.ndarray, code: str, n_frames: int) ->
 
 
 def frames(parts: Sequence[Sequence[Note]], tracks: Sequence[np.ndarray], codes: Sequence[str],
-           size: tuple[int, int], n_frames: int):
+           looks: Sequence[Look], size: tuple[int, int], n_frames: int):
     """Yield the RGB frames, (H, W, 3) uint8, composed from sprites by numpy slicing."""
     width, height = size
     n = len(codes)
     boxes = [player_box(width, height, n, k + 1) for k in range(n)]
-    sprites = [player_sprites(code, right - left, bottom - top) for code, (left, top, right, bottom) in zip(codes, boxes)]
+    sprites = [PlayerSprites(code, look, right - left, bottom - top)
+               for code, look, (left, top, right, bottom) in zip(codes, looks, boxes)]
     pose_tracks = [poses(notes, audio, code, n_frames) for notes, audio, code in zip(parts, tracks, codes)]
     frame = np.empty((height, width, 3), dtype=np.uint8)
     for f in range(n_frames):

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cmav_data.features.specs import FeatureSpec
-from cmav_data.features.store import MANIFEST_NAME, extract_features, read_features
+from cmav_data.features.store import MANIFEST_NAME, FeatureInputError, extract_features, read_features
 from cmav_data.manifest import read_manifest
+
+
+class FeatureCacheWarning(UserWarning):
+    """A damaged feature shard or index was found (and recomputed) while the dataset was made."""
 
 
 class FeatureDataset(torch.utils.data.Dataset):
@@ -37,10 +42,16 @@ class FeatureDataset(torch.utils.data.Dataset):
         progress: bool = False,
     ) -> None:
         self.spec = spec
-        extracted = extract_features(dataset_dir, spec, backend, executor=executor, progress=progress)
-        self.features_dir: Path = extracted.out_dir
         manifest = read_manifest(Path(dataset_dir) / MANIFEST_NAME, columns=["id", "split", "class_index"])
         rows = manifest.to_pydict()
+        splits = sorted(set(rows["split"]))
+        if split is not None and split not in splits:  # checked before any feature is computed
+            raise FeatureInputError(f"{Path(dataset_dir) / MANIFEST_NAME}: no split {split!r} "
+                                    f"(its splits: {', '.join(splits)}; or None for all pairs)")
+        extracted = extract_features(dataset_dir, spec, backend, executor=executor, progress=progress)
+        for notice in extracted.warnings:  # a damaged shard was recomputed: say so to the training script
+            warnings.warn(notice, FeatureCacheWarning, stacklevel=2)
+        self.features_dir: Path = extracted.out_dir
         by_class: dict[int, list[str]] = {}
         for pair_id, pair_split, label in zip(rows["id"], rows["split"], rows["class_index"]):
             if split is None or pair_split == split:

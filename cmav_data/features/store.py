@@ -3,7 +3,8 @@
 Output layout under a built dataset root ``DIR`` (see ``cmav_data.manifest`` for DIR/manifest.parquet)::
 
     DIR/features/<kind>-<shortkey>/part-00000.parquet   one row per pair: id, features
-    DIR/features/<kind>-<shortkey>/features.json        kind, backend, spec, shape, versions, cache_key
+    DIR/features/<kind>-<shortkey>/features.json        kind, backend, spec, shape, versions, cache_key,
+                                                        shards: name, rows, size and sha256 of each
 
 ``features`` is a ``fixed_size_list<float32>`` of rows * frames values (C order, [rows, frames]);
 the shape, the full spec, the backend and the library versions are in each shard's Parquet
@@ -11,13 +12,19 @@ metadata (key ``cmav``) and in ``features.json``. pandas reads the column as arr
 
 The cache key hashes the spec, the backend (and its device and FFT engine), the library versions and each
 pair's id and audio checksum (manifest ``audio_sha256``), never paths or worker counts;
-``shortkey`` is its first 12 hex digits. A run whose ``features.json`` holds the same key does nothing; a changed parameter
-gives a new key and folder. Each shard also carries its own key, so a killed run resumes.
+``shortkey`` is its first 12 hex digits. A run whose ``features.json`` holds the same key, and whose shards all
+have the size and sha256 it records, does nothing; a shard that does not is recomputed, with a notice naming
+it; a changed parameter gives a new key and folder. Each shard also carries its own key, so a killed run
+resumes: a shard that ``features.json`` does not list yet is adopted only if it carries the key, reads back
+whole (Parquet page checksums, the pairs' ids, finite values) and is then hashed; an unreadable
+``features.json`` is a notice, and the folder is checked and recorded again that way.
 
-Input chunks: read with soundfile (any channel count: the mean of the channels), resampled with
-soxr (HQ) when their rate differs from ``spec.sample_rate``, then zero-padded or cut at the end to
-``spec.n_samples``. A file that cannot be read or holds NaN or infinite samples is an error naming
-the pair. A silent chunk is valid: its features are the spec's floor (``floor_db``), never NaN.
+Input chunks: their bytes must have the manifest's ``audio_sha256`` (an edited chunk is an error naming
+the file, never featurised under the clean key); decoded from those bytes with soundfile (any channel
+count: the mean of the channels), resampled with soxr (HQ) when their rate differs from
+``spec.sample_rate``, then zero-padded or cut at the end to ``spec.n_samples``. A file that cannot be
+read or holds NaN or infinite samples is an error naming the pair. A silent chunk is valid: its
+features are the spec's floor (``floor_db``), never NaN.
 """
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import hashlib
+import io
 import json
 import os
+import re
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -40,8 +49,9 @@ import soundfile as sf
 import soxr
 
 from cmav_data.atomic import sweep_temporaries, write_text
+from cmav_data.checksum import ContentError, read_verified, sha256_file
 from cmav_data.features.specs import FeatureSpec, spec_from_dict
-from cmav_data.manifest import read_manifest, read_metadata, table_metadata, write_table
+from cmav_data.manifest import ManifestError, read_manifest, read_metadata, table_metadata, write_table
 from cmav_data.progress import progress_map
 
 BACKENDS = ("reference", "fast")
@@ -50,6 +60,8 @@ MANIFEST_NAME = "manifest.parquet"
 INFO_NAME = "features.json"
 VERSIONED_PACKAGES = ("cmav", "librosa", "numba", "numpy", "pyfftw", "scipy", "soxr", "soundfile", "torch")
 MANIFEST_COLUMNS = ["id", "audio_path", "audio_sha256"]
+SHARD_NAME = re.compile(r"part-\d{5}\.parquet")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class FeatureInputError(ValueError):
@@ -72,6 +84,17 @@ class ShardTask:
     spec: dict[str, Any]
     backend: str
     versions: dict[str, str]
+    adopt: bool = True  # False: a shard already there is recomputed (its recorded checksum did not match)
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    """A shard as ``features.json`` records it."""
+
+    name: str
+    rows: int
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,7 @@ class ShardReport:
     n_pairs: int
     n_resampled: int
     n_resized: int  # padded or cut to n_samples
+    entry: ShardEntry
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,7 @@ class ExtractResult:
     computed_shards: int  # 0 when everything was cached
     n_resampled: int
     n_resized: int
+    warnings: tuple[str, ...] = ()  # one line each: a damaged shard or index, and what was done
 
 
 def library_versions() -> dict[str, str]:
@@ -115,8 +140,8 @@ def read_pairs(dataset_dir: str | os.PathLike) -> tuple[Pair, ...]:
         raise FeatureInputError(f"{path}: no manifest (is {dataset_dir} a built dataset?)")
     try:
         table = read_manifest(path, columns=MANIFEST_COLUMNS)
-    except (pa.ArrowInvalid, KeyError, OSError) as err:
-        raise FeatureInputError(f"{path}: cannot read the columns {MANIFEST_COLUMNS}: {err}") from None
+    except ManifestError as err:
+        raise FeatureInputError(str(err)) from None
     rows = table.to_pydict()
     return tuple(Pair(*values) for values in zip(*(rows[c] for c in MANIFEST_COLUMNS)))
 
@@ -133,10 +158,22 @@ def features_dir(dataset_dir: str | os.PathLike, spec: FeatureSpec, key: str) ->
     return Path(dataset_dir) / "features" / f"{spec.kind}-{key[:12]}"
 
 
-def load_chunk(path: str | os.PathLike, spec: FeatureSpec, pair_id: str) -> tuple[np.ndarray, bool, bool]:
-    """A chunk as float32 [spec.n_samples], and whether it was resampled / padded or cut."""
+def load_chunk(path: str | os.PathLike, spec: FeatureSpec, pair_id: str,
+               sha256: str | None = None) -> tuple[np.ndarray, bool, bool]:
+    """A chunk as float32 [spec.n_samples], and whether it was resampled / padded or cut.
+
+    With ``sha256`` (the manifest's), the file's bytes must have it, and the samples are decoded
+    from the very bytes checked.
+    """
+    source: str | os.PathLike | io.BytesIO = path
+    if sha256 is not None:
+        try:
+            source = io.BytesIO(read_verified(path, sha256, "sha256 differs from the manifest's audio_sha256 "
+                                                             "(edited or damaged since the build)"))
+        except ContentError as err:
+            raise FeatureInputError(f"pair {pair_id}: {err}") from None
     try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        audio, rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise FeatureInputError(f"pair {pair_id}: cannot read {path}: {err}") from None
     # A product with equal weights: numpy's mean over the short channel axis is ~10x slower.
@@ -182,21 +219,45 @@ def batch_extractor(spec: FeatureSpec, backend: str):
     return functools.partial(reference_features, spec=spec)
 
 
-def _shard_is_current(path: str, shard_key: str) -> bool:
-    if not os.path.exists(path):
+def _shard_entry(path: str | os.PathLike, rows: int) -> ShardEntry:
+    return ShardEntry(Path(path).name, rows, os.path.getsize(path), sha256_file(path))
+
+
+def shard_problem(path: Path, entry: ShardEntry, check_sha256: bool = True) -> str | None:
+    """What is wrong with a shard against its ``features.json`` entry (None: nothing)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    if size != entry.size:
+        return f"{size} bytes, features.json says {entry.size}"
+    if check_sha256 and (digest := sha256_file(path)) != entry.sha256:
+        return f"sha256 {digest}, features.json says {entry.sha256}"
+    return None
+
+
+def _adoptable(task: ShardTask) -> bool:
+    """Whether a shard already at the path (a killed run's, not yet in features.json) is this task's, whole."""
+    if not os.path.exists(task.shard_path):
         return False
     try:
-        return read_metadata(path).get("options", {}).get("shard_key") == shard_key
-    except (pa.ArrowInvalid, OSError):
-        return False  # a damaged shard is recomputed
+        if read_metadata(task.shard_path).get("options", {}).get("shard_key") != task.shard_key:
+            return False
+        table = pq.read_table(task.shard_path, page_checksum_verification=True)
+        values = table.column("features").combine_chunks().values.to_numpy(zero_copy_only=False)
+    except (pa.ArrowException, OSError, KeyError, ValueError):
+        return False  # damaged: recomputed
+    rows, frames = spec_from_dict(task.spec).shape
+    return (table.column("id").to_pylist() == [p.id for p in task.pairs]
+            and len(values) == len(task.pairs) * rows * frames and bool(np.isfinite(values).all()))
 
 
 def extract_shard(task: ShardTask) -> ShardReport:
     """Compute and write one shard (a top-level function, so process pools can run it)."""
-    if _shard_is_current(task.shard_path, task.shard_key):
-        return ShardReport(False, len(task.pairs), 0, 0)
+    if task.adopt and _adoptable(task):
+        return ShardReport(False, len(task.pairs), 0, 0, _shard_entry(task.shard_path, len(task.pairs)))
     spec = spec_from_dict(task.spec)
-    loaded = [load_chunk(Path(task.dataset_dir) / p.audio_path, spec, p.id) for p in task.pairs]
+    loaded = [load_chunk(Path(task.dataset_dir) / p.audio_path, spec, p.id, p.audio_sha256) for p in task.pairs]
     audio = np.stack([chunk for chunk, _, _ in loaded]) if loaded else np.zeros((0, spec.n_samples), np.float32)
     features = batch_extractor(spec, task.backend)(audio)
     bad = ~np.isfinite(features).all(axis=(1, 2))
@@ -207,8 +268,70 @@ def extract_shard(task: ShardTask) -> ShardReport:
     table = pa.table({"id": pa.array([p.id for p in task.pairs], pa.string()), "features": column})
     options = {"spec": task.spec, "shape": [rows, frames], "backend": task.backend,
                "engine": compute_engine(task.backend), "versions": task.versions, "shard_key": task.shard_key}
-    write_table(table, task.shard_path, table_metadata("features", options))
-    return ShardReport(True, len(task.pairs), sum(r for _, r, _ in loaded), sum(z for _, _, z in loaded))
+    write_table(table, task.shard_path, table_metadata("features", options), page_checksums=True)
+    return ShardReport(True, len(task.pairs), sum(r for _, r, _ in loaded), sum(z for _, _, z in loaded),
+                       _shard_entry(task.shard_path, len(task.pairs)))
+
+
+def read_info(out_dir: str | os.PathLike) -> tuple[dict[str, Any], list[ShardEntry]]:
+    """An extraction folder's ``features.json`` and its shard entries; FeatureInputError naming it if
+    it is missing or not a feature index (garbage, truncated, or without checksums)."""
+    path = Path(out_dir) / INFO_NAME
+    if not path.is_file():
+        raise FeatureInputError(f"{out_dir}: no {INFO_NAME} (not a finished feature extraction)")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: hostile nesting
+        cause = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FeatureInputError(f"{path}: not a feature index ({cause})") from None
+    problem = _index_problem(info)
+    if problem:
+        raise FeatureInputError(f"{path}: not a feature index ({problem})")
+    return info, [ShardEntry(e["name"], e["rows"], e["size"], e["sha256"]) for e in info["shards"]]
+
+
+def _index_problem(info: Any) -> str | None:
+    if not isinstance(info, dict):
+        return f"a JSON {type(info).__name__}, not an object"
+    shape, shards = info.get("shape"), info.get("shards")
+    if not isinstance(info.get("cache_key"), str):
+        return "no cache_key"
+    if not (isinstance(shape, list) and len(shape) == 2 and all(type(n) is int and n > 0 for n in shape)):
+        return f"shape {str(shape)[:40]} is not two positive integers"
+    if not (isinstance(shards, list) and shards):
+        return "no shards"
+    if not all(isinstance(e, dict) for e in shards):
+        return "shards without sizes and sha256 (an older cmav wrote it)"
+    for e in shards:
+        name, rows, size, sha = (e.get(k) for k in ("name", "rows", "size", "sha256"))
+        if not (isinstance(name, str) and SHARD_NAME.fullmatch(name) and type(rows) is int and rows >= 0
+                and type(size) is int and size >= 0 and isinstance(sha, str) and SHA256.fullmatch(sha)):
+            return f"bad shard entry {json.dumps(e)[:100]}"
+    return None
+
+
+def _checked_shards(out_dir: Path, key: str, shard_names: list[str],
+                    warnings: list[str]) -> tuple[dict[str, ShardEntry], set[str]]:
+    """The shards ``features.json`` records for ``key`` that have its size and sha256, and the names
+    of those that do not (each named in ``warnings``). Nothing when there is no index of this key."""
+    if not (out_dir / INFO_NAME).is_file():
+        return {}, set()
+    try:
+        info, entries = read_info(out_dir)
+    except FeatureInputError as err:
+        warnings.append(f"{err}; rewritten from the shards that read back whole, the others recomputed")
+        return {}, set()
+    if info["cache_key"] != key or [e.name for e in entries] != shard_names:
+        return {}, set()  # another shard size: shards are adopted by their own keys or recomputed
+    good, damaged = {}, set()
+    for entry in entries:
+        problem = shard_problem(out_dir / entry.name, entry)
+        if problem is None:
+            good[entry.name] = entry
+        else:
+            damaged.add(entry.name)
+            warnings.append(f"{out_dir / entry.name}: {problem}; recomputing it")
+    return good, damaged
 
 
 def extract_features(
@@ -229,25 +352,29 @@ def extract_features(
     info_path = out_dir / INFO_NAME
     n_shards = max(1, -(-len(pairs) // shard_size))
     shard_names = [f"part-{i:05d}.parquet" for i in range(n_shards)]
-    if info_path.is_file() and json.loads(info_path.read_text()).get("cache_key") == key:
-        if all((out_dir / name).is_file() for name in shard_names):
-            return ExtractResult(out_dir, key, len(pairs), n_shards, 0, 0, 0)
+    warnings: list[str] = []
+    entries, damaged = _checked_shards(out_dir, key, shard_names, warnings)
+    if len(entries) == n_shards:
+        return ExtractResult(out_dir, key, len(pairs), n_shards, 0, 0, 0)
     if out_dir.is_dir():
         sweep_temporaries(out_dir)
     tasks = []
     for i, name in enumerate(shard_names):
+        if name in entries:
+            continue
         shard_pairs = pairs[i * shard_size : (i + 1) * shard_size]
         shard_key = cache_key(shard_pairs, spec, backend, versions)
         tasks.append(ShardTask(str(dataset_dir), str(out_dir / name), shard_key, shard_pairs,
-                               spec.to_dict(), backend, versions))
+                               spec.to_dict(), backend, versions, adopt=name not in damaged))
     reports = list(progress_map(extract_shard, tasks, executor, desc=f"{spec.kind} features", unit="shard",
                                 enabled=progress))
+    entries.update((r.entry.name, r.entry) for r in reports)
     info = {"cache_key": key, "kind": spec.kind, "backend": backend, "engine": compute_engine(backend),
-            "spec": spec.to_dict(),
-            "shape": list(spec.shape), "versions": versions, "n_pairs": len(pairs), "shards": shard_names}
+            "spec": spec.to_dict(), "shape": list(spec.shape), "versions": versions, "n_pairs": len(pairs),
+            "shards": [vars(entries[name]) for name in shard_names]}
     write_text(info_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
     return ExtractResult(out_dir, key, len(pairs), n_shards, sum(r.computed for r in reports),
-                         sum(r.n_resampled for r in reports), sum(r.n_resized for r in reports))
+                         sum(r.n_resampled for r in reports), sum(r.n_resized for r in reports), tuple(warnings))
 
 
 def read_features(
@@ -259,15 +386,20 @@ def read_features(
     proportional to the selection, not to the dataset).
     """
     out_dir = Path(out_dir)
-    info_path = out_dir / INFO_NAME
-    if not info_path.is_file():
-        raise FeatureInputError(f"{out_dir}: no {INFO_NAME} (not a finished feature extraction)")
-    info = json.loads(info_path.read_text())
+    info, entries = read_info(out_dir)
     rows, frames = info["shape"]
     wanted = None if ids is None else pa.array(list(ids), pa.string())
     parts = []
-    for name in info["shards"]:
-        shard = pq.read_table(out_dir / name)
+    for entry in entries:
+        # Sizes and page checksums are cheap; the sha256 is checked where the cache is believed (extract).
+        path = out_dir / entry.name
+        problem = shard_problem(path, entry, check_sha256=False)
+        try:
+            shard = None if problem else pq.read_table(path, page_checksum_verification=True)
+        except (pa.ArrowException, OSError) as err:
+            problem = f"unreadable ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        if problem:
+            raise FeatureInputError(f"{path}: {problem}; run extract-features again") from None
         if wanted is not None:
             shard = shard.filter(pc.is_in(shard.column("id"), value_set=wanted))
         parts.append(shard)

@@ -14,7 +14,8 @@ Conventions:
   a category's class name and index are its Sub-URMP class's (``instruments.CLASS_NAMES``);
 - cleaning replaces the hand check by rules, applied per photo in order of source path, every
   rejection recorded with its rule in ``rejected.parquet``: ``not_in_keep_list``, ``drop_list``,
-  ``decode`` (Pillow cannot decode the whole file), ``too_small`` (shorter side < ``min_side``),
+  ``decode`` (Pillow cannot decode the whole file), ``too_large`` (more than ``max_pixels`` pixels, read
+  from the header: such a photo is never decoded), ``too_small`` (shorter side < ``min_side``),
   ``grayscale`` / ``cmyk`` (when the option says drop; otherwise converted to RGB), ``exact_duplicate``
   (same sha256 as a photo kept before, in any category), ``near_duplicate`` (64-bit dHash within
   ``near_duplicate_distance`` bits of a photo kept before in the same category); the first by path is kept;
@@ -41,6 +42,7 @@ import io
 import json
 import os
 import time
+import warnings
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,6 +77,7 @@ class InisOptions:
     fit: str = "crop"  # "crop": centred square crop; "pad": black padding to a square
     jpeg_quality: int = 90
     min_side: int = 128  # photos whose shorter side is smaller are rejected
+    max_pixels: int = 64_000_000  # photos with more pixels are rejected from their header, never decoded
     grayscale: str = "drop"  # "drop" | "convert"
     cmyk: str = "convert"  # "convert" | "drop"
     near_duplicate_distance: int = 4  # dHash bits (of 64); -1 turns near-duplicate removal off
@@ -90,8 +93,9 @@ class InisOptions:
             raise ValueError("grayscale and cmyk must be 'drop' or 'convert'")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation fraction must be between 0 and 1, got {self.validation_fraction}")
-        if self.image_size < 8 or self.sounds_per_image < 1 or self.near_duplicate_distance < -1:
-            raise ValueError("image size must be >= 8, sounds per image >= 1, near-duplicate distance >= -1")
+        if self.image_size < 8 or self.sounds_per_image < 1 or self.near_duplicate_distance < -1 or self.max_pixels < 1:
+            raise ValueError("image size must be >= 8, sounds per image >= 1, near-duplicate distance >= -1, "
+                             "max pixels >= 1")
         try:  # recorded as wnids, so that "cello" and "n02992211" give the same build
             object.__setattr__(self, "synsets", tuple(s.wnid for s in resolve_synsets(self.synsets)))
         except ImageNetError as e:
@@ -113,9 +117,17 @@ class ImageProbe:
     error: str  # "" when the photo decodes
 
 
-def decode_photo(data: bytes) -> tuple[Image.Image, str]:
-    """The whole photo decoded, EXIF orientation applied, as RGB; and its colour kind."""
-    img = Image.open(io.BytesIO(data))
+def open_photo(data: bytes) -> Image.Image:
+    """The photo with only its header read (Pillow decodes lazily): its size is known, its pixels not yet."""
+    with warnings.catch_warnings():
+        # Sizes are judged against max_pixels before decoding; Pillow's warning above 89 MP would repeat it.
+        # (Above 179 MP Pillow refuses to open at all: a decode rejection naming the size.)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data))
+
+
+def decode_photo(img: Image.Image) -> tuple[Image.Image, str]:
+    """The whole photo (from ``open_photo``) decoded, EXIF orientation applied, as RGB; and its colour kind."""
     img.load()  # decodes everything: truncated or corrupt data fails here, not later
     img = ImageOps.exif_transpose(img)
     if img.mode == "CMYK":
@@ -136,14 +148,18 @@ def dhash(img: Image.Image) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def probe_image(root: str | os.PathLike, rel: str) -> ImageProbe:
+def probe_image(root: str | os.PathLike, rel: str, max_pixels: int = InisOptions.max_pixels) -> ImageProbe:
+    """Size, colour kind and dHash of a photo; one of more than ``max_pixels`` pixels gets its size only."""
     try:
         data = (Path(root) / rel).read_bytes()
     except OSError as e:
         return ImageProbe(rel, "", 0, 0, "", 0, f"cannot read ({e.strerror or e})")
     sha = sha256_bytes(data)
     try:
-        img, colour = decode_photo(data)
+        img = open_photo(data)
+        if img.width * img.height > max_pixels:  # never decoded: 3 bytes a pixel, several times over
+            return ImageProbe(rel, sha, img.width, img.height, "", 0, "")
+        img, colour = decode_photo(img)
     except UnidentifiedImageError:  # its message holds a memory address: not reproducible
         return ImageProbe(rel, sha, 0, 0, "", 0, "cannot decode (not a known image format)")
     except Exception as e:  # Pillow raises many types on bad data (OSError, SyntaxError, ValueError, ...)
@@ -151,9 +167,9 @@ def probe_image(root: str | os.PathLike, rel: str) -> ImageProbe:
     return ImageProbe(rel, sha, img.width, img.height, colour, dhash(img), "")
 
 
-def _probe_batch(job: tuple[str, tuple[str, ...]]) -> list[ImageProbe]:
-    root, paths = job
-    return [probe_image(root, p) for p in paths]
+def _probe_batch(job: tuple[str, tuple[str, ...], int]) -> list[ImageProbe]:
+    root, paths, max_pixels = job
+    return [probe_image(root, p, max_pixels) for p in paths]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,6 +291,8 @@ def clean_category(synset: Synset, probes: list[ImageProbe], options: InisOption
             reject("drop_list", "in the drop list")
         elif p.error:
             reject("decode", p.error)
+        elif p.width * p.height > options.max_pixels:
+            reject("too_large", f"{p.width}x{p.height}, more than {options.max_pixels} pixels")
         elif min(p.width, p.height) < options.min_side:
             reject("too_small", f"{p.width}x{p.height}, shorter side < {options.min_side}")
         elif p.colour == "grayscale" and options.grayscale == "drop":
@@ -310,7 +328,7 @@ def plan_inis(imagenet_dir: str | os.PathLike, suburmp_dir: str | os.PathLike, o
     drop = read_path_list(drop_list) if drop_list else set()
     warnings = [f"label entry names no image file: {name}" for name in tree.unlabelled]
 
-    jobs = [(str(tree.root), paths[i:i + _PROBE_BATCH]) for paths in tree.images.values()
+    jobs = [(str(tree.root), paths[i:i + _PROBE_BATCH], options.max_pixels) for paths in tree.images.values()
             for i in range(0, len(paths), _PROBE_BATCH)]
     probes: dict[str, ImageProbe] = {}
     for batch in progress_map(_probe_batch, jobs, executor, desc="inis probe", unit="batch", enabled=progress):
@@ -366,7 +384,7 @@ def _build_unit(job: _UnitJob) -> UnitFailure | None:
                                  "changed since planning (sha256 differs)")
         except ContentError as e:
             return UnitFailure(unit.name, e.path, e.cause)
-        rgb, _ = decode_photo(data)
+        rgb, _ = decode_photo(open_photo(data))  # kept photos: within max_pixels
         jpeg = encode_jpeg(square(rgb, opts.image_size), opts.jpeg_quality)
         image_path = f"img/{image.split}/{unit.class_name}/{image.image_id}.jpg"
         write_bytes(out / image_path, jpeg)

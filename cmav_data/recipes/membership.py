@@ -195,10 +195,22 @@ def urmp_folders() -> frozenset[str]:
 
 
 def choose_mode(requested: str, folders: Iterable[str], membership_file: str | os.PathLike | None,
-                release_dir: str | os.PathLike | None = None) -> tuple[str, str]:
-    """(``release`` | ``file`` | ``all``, the one line that says which and why)."""
+                release_dir: str | os.PathLike | None = None,
+                synthetic: str | os.PathLike | None = None) -> tuple[str, str]:
+    """(``release`` | ``file`` | ``all``, the one line that says which and why).
+
+    ``synthetic`` names the marker of a corpus made by ``make-demo-urmp`` (its ``demo.json``): even with
+    URMP's 44 folders (``--like-urmp``) its tracks are not URMP's, so it has no published counterpart.
+    """
     urmp = urmp_folders()
     held = urmp & set(folders)
+    if synthetic is not None and membership_file is None and requested != "all":
+        if requested == "release":
+            raise MembershipError(f"--membership release matches URMP's own tracks, and this tree is a demo corpus "
+                                  f"({synthetic}), so it has no published counterpart: use --membership all "
+                                  f"({NOT_THE_RELEASE}) or --membership-file CSV")
+        return "all", (f"membership: all (auto: the tree is a demo corpus made by make-demo-urmp, {synthetic}): "
+                       f"every track, {NOT_THE_RELEASE}")
     if membership_file is not None:
         if requested == "all":
             raise MembershipError("--membership-file states a membership to match: use it with --membership auto "
@@ -302,7 +314,7 @@ def read_chunks(release_dir: Path, rec: PublishedRecording, hop_ms: int) -> tupl
         if not path.is_file():
             continue
         try:
-            x, sr = read_audio_mono(path)
+            x, sr, _mix = read_audio_mono(path)
         except MediaError as e:
             raise MembershipError(str(e)) from None
         rates.add(sr)

@@ -32,6 +32,13 @@ Conventions (the published release's, the defaults here):
   published number of held-out recordings per class (sax: 01 and 08, as published).
 Per pair the manifest also records the note coverage of the window (``Notes_*``), its mean voiced
 F0 (``F0s_*``), and a silent flag (RMS below ``silence_dbfs``).
+
+Input that is not URMP's format follows inspect-urmp's rules (``cmav_data.corpora.urmp``): a track
+whose WAV is shorter than its header says, or not at 48 kHz, is a failure naming the file (what
+``inspect-urmp --strict`` fails on; ``--fault-tolerant`` builds the rest). Warnings, in
+``build.json`` and on stderr: an empty ``Notes_``/``F0s_`` file (note coverage / mean F0 are then
+null, not 0), and a track that is not mono, with how it was mixed: the mean of its channels, or the
+loudest channel alone when that mean is more than 20 dB quieter (anti-phase channels would cancel).
 """
 
 from __future__ import annotations
@@ -60,12 +67,13 @@ from tqdm import tqdm
 import cmav_data
 from cmav_data.atomic import write_bytes, write_text
 from cmav_data.checksum import sha256_bytes, sha256_file
-from cmav_data.corpora.urmp import Part, Piece, UrmpError, load_urmp, read_f0s, read_notes
+from cmav_data.corpora.urmp import (MISSING_FILE, Part, Piece, UrmpError, annotation_problem, channels_problem,
+                                    load_urmp, read_f0s, read_notes, sample_rate_problem)
 from cmav_data.images import crop_planes, encode_jpeg, encode_jpeg_planes, encode_jpeg_rgb, pad_square
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.layout import player_box
 from cmav_data.manifest import PAIR_SCHEMA, table_metadata, write_table
-from cmav_data.manifests import MANIFESTS_DIR
+from cmav_data.manifests import reference_path
 from cmav_data.media import MediaError, probe_audio, probe_video, read_audio_mono, resample, wav_bytes
 from cmav_data.progress import progress_map
 from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, split_counts
@@ -85,7 +93,7 @@ MAX_PENDING_CROPS = 16
 # Colorspaces whose YCbCr is JPEG's (BT.601); FFmpeg also reads untagged video as BT.601.
 BT601 = {int(Colorspace.ITU601), int(Colorspace.FCC), 2, 6}  # 2: unspecified, 6: SMPTE 170M
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG
-COMMITTED_CROPS = MANIFESTS_DIR / "suburmp_crops.csv"
+COMMITTED_CROPS = reference_path("suburmp_crops.csv")
 
 
 @dataclass(frozen=True)
@@ -158,13 +166,17 @@ class _PieceProbe:
     size: tuple[int, int] | None
     parts: tuple[tuple[int, str | None, int | None, int | None], ...]  # (part, sha256, frames, sr)
     failures: tuple[UnitFailure, ...]
+    warnings: tuple[str, ...]
 
 
 _Take = tuple[Piece, Part, _PieceProbe, int | None, int | None]  # piece, part, probe, audio frames, rate
 
 
 def _probe_piece(piece: Piece) -> _PieceProbe:
-    failures = []
+    """Probe a piece's media. The rules of what is not URMP's format are inspect-urmp's
+    (``cmav_data.corpora.urmp``): its problems are failures here, except empty annotations and
+    non-mono tracks, which are warnings (null note coverage / F0; the mix is said)."""
+    failures, warnings = [], []
     video_sha = fps = size = n_frames = None
     try:
         v = probe_video(piece.video)
@@ -175,14 +187,22 @@ def _probe_piece(piece: Piece) -> _PieceProbe:
     for part in piece.parts:
         try:
             info = probe_audio(part.audio)
-            for annotation in (part.notes, part.f0s):
-                if not annotation.is_file():
-                    raise MediaError(annotation, "missing file")
+            if cause := sample_rate_problem(info):
+                raise MediaError(part.audio, cause)
+            for annotation, what in ((part.notes, "note coverage"), (part.f0s, "mean F0")):
+                cause = annotation_problem(annotation)
+                if cause == MISSING_FILE:
+                    raise MediaError(annotation, cause)
+                if cause:
+                    warnings.append(f"{annotation}: {cause}; {what} recorded as missing (null)")
+            if cause := channels_problem(part.audio, info):
+                warnings.append(f"{part.audio}: {cause}")
             parts.append((part.index, sha256_file(part.audio), info.frames, info.samplerate))
         except MediaError as e:
             failures.append(UnitFailure(part.key, e.path, e.cause))
             parts.append((part.index, None, None, None))
-    return _PieceProbe(piece.folder, video_sha, n_frames, fps, size, tuple(parts), tuple(failures))
+    return _PieceProbe(piece.folder, video_sha, n_frames, fps, size, tuple(parts), tuple(failures),
+                       tuple(warnings))
 
 
 def read_crop_table(path: str | os.PathLike) -> dict[tuple[str, int], tuple[int, int, int, int]]:
@@ -258,8 +278,9 @@ def plan_suburmp(urmp_dir: str | os.PathLike, options: SubUrmpOptions, split_fil
                  progress: bool = True, membership: MembershipRequest = MembershipRequest()) -> SubUrmpPlan:
     try:
         corpus = load_urmp(urmp_dir)
+        demo_marker = Path(urmp_dir) / "demo.json"
         mode, statement = choose_mode(membership.mode, [p.folder for p in corpus.pieces], membership.file,
-                                      membership.release_dir)
+                                      membership.release_dir, demo_marker if demo_marker.is_file() else None)
     except (UrmpError, MembershipError) as e:
         raise BuildError(str(e)) from None
     plan = SubUrmpPlan(recordings=[], membership_mode=mode, membership_statement=statement)
@@ -282,6 +303,7 @@ def plan_suburmp(urmp_dir: str | os.PathLike, options: SubUrmpOptions, split_fil
     for piece in corpus.pieces:
         probe = probes[piece.folder]
         plan.failures.extend(probe.failures)
+        plan.warnings.extend(probe.warnings)
         for part, (_, sha, frames, sr) in zip(piece.parts, probe.parts):
             if sha is not None and sha in first_by_sha:
                 also[first_by_sha[sha]].append(part.key)
@@ -371,7 +393,7 @@ def _matched_takes(takes: list[_Take], options: SubUrmpOptions, request: Members
         audio_of = {part.key: part.audio for _, part, *_rest in takes}
 
         def track_audio(key: str, sample_rate: int) -> np.ndarray:
-            x, sr_in = read_audio_mono(audio_of[key])
+            x, sr_in, _mix = read_audio_mono(audio_of[key])
             return resample(x, sr_in, sample_rate)
 
         try:
@@ -420,9 +442,11 @@ def media_paths(rec: Recording, t_ms: int, image_size: int | None = None) -> tup
     return f"img/{sub}.jpg", f"chunk/{sub}.wav", square
 
 
-def _window_stats(rec: Recording, options: SubUrmpOptions) -> Iterator[tuple[int, bytes, float, float, bool]]:
-    """(t_ms, wav bytes, note coverage, mean F0, silent) per window of a recording."""
-    x, sr_in = read_audio_mono(rec.audio)
+def _window_stats(rec: Recording,
+                  options: SubUrmpOptions) -> Iterator[tuple[int, bytes, float | None, float | None, bool]]:
+    """(t_ms, wav bytes, note coverage, mean F0, silent) per window of a recording; coverage and F0
+    are None when their annotation file holds nothing (the plan warned)."""
+    x, sr_in, _mix = read_audio_mono(rec.audio)  # the plan said how, for a track that is not mono
     x = resample(x, sr_in, options.sample_rate)
     notes = read_notes(rec.notes)
     f0s = read_f0s(rec.f0s)
@@ -440,10 +464,10 @@ def _window_stats(rec: Recording, options: SubUrmpOptions) -> Iterator[tuple[int
         silent = rms <= 10 ** (options.silence_dbfs / 20)
         t1 = t_ms / 1000
         t0 = t1 - w
-        coverage = _note_coverage(notes, t0, t1) / w
+        coverage = _note_coverage(notes, t0, t1) / w if len(notes) else None
         rows = f0s[np.searchsorted(f0_times, t0, "left") : np.searchsorted(f0_times, t1, "left")]
         voiced = rows[rows[:, 1] > 0, 1]
-        mean_f0 = float(voiced.mean()) if len(voiced) else 0.0
+        mean_f0 = (float(voiced.mean()) if len(voiced) else 0.0) if len(f0s) else None
         yield t_ms, wav_bytes(chunk, options.sample_rate, options.channels), coverage, mean_f0, silent
 
 

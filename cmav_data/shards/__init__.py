@@ -13,6 +13,7 @@ from cmav_data.shards.download import (
     DownloadConfig,
     DownloadError,
     DownloadReport,
+    LocalWriteError,
     UnknownDatasetError,
     default_cache_dir,
     download,
@@ -26,7 +27,7 @@ from cmav_data.shards.verify import VerifyReport, verify
 
 __all__ = [
     "BadDatasetError", "BadIndexError", "BlobCache", "ChecksumMismatchError", "DownloadConfig",
-    "DownloadError", "DownloadReport", "HashState", "IndexedFile", "ShardIndex", "ShardsError",
+    "DownloadError", "DownloadReport", "HashState", "LocalWriteError", "IndexedFile", "ShardIndex", "ShardsError",
     "UnknownDatasetError", "VerifyReport", "default_cache_dir", "download", "load_pairs",
     "load_registry", "parse_size", "publish", "read_index", "resolve_source", "verify",
 ]

@@ -7,7 +7,8 @@ recorded otherwise; ``deep`` re-hashes everything regardless, which also catches
 the mtime alone.
 
 Built (``manifest.parquet``): every media file the manifest lists exists and is not empty; ``deep``
-also compares its sha256 with the manifest's.
+also compares its sha256 with the manifest's. Its feature folders (``features/*/``) likewise: a
+readable ``features.json``, and every shard it lists with the listed size (and, ``deep``, sha256).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from cmav_data.checksum import sha256_file
+from cmav_data.features.store import INFO_NAME, FeatureInputError, ShardEntry, read_info, shard_problem
 from cmav_data.shards.index import (
     INDEX_NAME,
     HashState,
@@ -116,13 +118,40 @@ def _check_media(item: tuple[str, str], root: Path, deep: bool) -> list[str]:
     return []
 
 
+def _check_feature_shard(item: tuple[Path, ShardEntry], root: Path, deep: bool) -> list[str]:
+    path, entry = item
+    problem = shard_problem(path, entry, check_sha256=deep)
+    return [f"{path.relative_to(root)}: {problem}"] if problem else []
+
+
+def _feature_shards(root: Path, report: VerifyReport) -> list[tuple[Path, ShardEntry]]:
+    """Every shard the feature folders' indexes list; an unreadable or missing index is a problem."""
+    shards = []
+    for folder in sorted(p for p in (root / "features").glob("*") if p.is_dir()):
+        if not (folder / INFO_NAME).is_file():
+            report.problems.append(f"{folder.relative_to(root)}: no {INFO_NAME} (an unfinished extract-features; "
+                                   "run it again)")
+            continue
+        try:
+            _info, entries = read_info(folder)
+        except FeatureInputError as e:
+            report.problems.append(str(e).replace(f"{root}/", "", 1))
+            continue
+        shards += [(folder / entry.name, entry) for entry in entries]
+    return shards
+
+
 def _verify_built(root: Path, deep: bool, executor, progress: bool) -> VerifyReport:
     rows, _meta = read_built_manifest(root)
     items = list(zip(rows.column("image_path").to_pylist(), rows.column("image_sha256").to_pylist()))
     items += zip(rows.column("audio_path").to_pylist(), rows.column("audio_sha256").to_pylist())
-    report = VerifyReport(root, "built", checked=len(items))
-    bar = tqdm(total=len(items), unit="file", desc="verify", disable=not progress)
+    report = VerifyReport(root, "built")
+    shards = _feature_shards(root, report)
+    report.checked = len(items) + len(shards)
+    bar = tqdm(total=report.checked, unit="file", desc="verify", disable=not progress)
     for problems in _map(partial(_check_media, root=root, deep=deep), items, executor, bar, lambda _: 1):
+        report.problems += problems
+    for problems in _map(partial(_check_feature_shard, root=root, deep=deep), shards, executor, bar, lambda _: 1):
         report.problems += problems
     bar.close()
     return report
