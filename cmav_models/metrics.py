@@ -9,6 +9,11 @@ and the pretrained judges of that modality) returning a float, or None when it d
 
 and ask for it with ``cmav-bench run --metric my_metric`` (after importing its module) or in
 ``BenchConfig.metrics``.
+
+A metric made of per-sample values (accuracy: one 0/1 per sample) registers with a ``statistic``
+and returns :class:`ItemScores` (the values and the sample each one scores); the metric is
+``statistic(values)``, and the bench also gives it an interval over validation recordings (a cluster
+bootstrap, ``cmav_models.stats``). Set statistics such as the Fréchet distance stay plain floats.
 """
 
 from __future__ import annotations
@@ -38,11 +43,21 @@ class Scored:
 
 
 @dataclass(frozen=True)
+class ItemScores:
+    """Per-sample values of a metric; the metric's ``statistic`` of any subset is its value there."""
+
+    values: np.ndarray  # one row per scored sample: [n] or [n, k]
+    rows: np.ndarray  # index into Scored.samples of the sample each row scores
+
+
+@dataclass(frozen=True)
 class Metric:
     name: str
     fn: Callable[[Scored], float | None]
     description: str
     higher_is_better: bool
+    items: Callable[[Scored], ItemScores | None] | None = None  # per-item metrics only
+    statistic: Callable[[np.ndarray], float] | None = None  # of ItemScores.values (per-item metrics)
 
 
 METRICS: dict[str, Metric] = {}
@@ -53,9 +68,18 @@ class UnknownMetricError(KeyError):
         return self.args[0]
 
 
-def register_metric(name: str, description: str, higher_is_better: bool):
-    def decorate(fn: Callable[[Scored], float | None]):
-        METRICS[name] = Metric(name, fn, description, higher_is_better)
+def register_metric(name: str, description: str, higher_is_better: bool,
+                    statistic: Callable[[np.ndarray], float] | None = None):
+    """Register ``fn``; with a ``statistic`` it returns ItemScores (or None) and the metric is
+    ``statistic(items.values)``."""
+    def decorate(fn: Callable[[Scored], float | ItemScores | None]):
+        if statistic is not None:
+            def value(scored: Scored) -> float | None:
+                items = fn(scored)
+                return None if items is None else float(statistic(items.values))
+            METRICS[name] = Metric(name, value, description, higher_is_better, items=fn, statistic=statistic)
+        else:
+            METRICS[name] = Metric(name, fn, description, higher_is_better)
         return fn
     return decorate
 
@@ -68,10 +92,12 @@ def get_metric(name: str) -> Metric:
 
 
 @register_metric("accuracy", "top-1 accuracy of the pretrained classifier of the output modality "
-                 "(the paper's metric; on real rows: the classifier on real validation data)", True)
-def accuracy(scored: Scored) -> float:
+                 "(the paper's metric; on real rows: the classifier on real validation data)", True,
+                 statistic=np.mean)
+def accuracy(scored: Scored) -> ItemScores:
     predictions = apply_batched(scored.classifier, scored.samples, scored.device).argmax(1)
-    return float((predictions == scored.labels).float().mean())
+    correct = (predictions == scored.labels).double().numpy()
+    return ItemScores(correct, np.arange(len(correct)))
 
 
 def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
@@ -100,27 +126,38 @@ def frechet(scored: Scored) -> float:
     return frechet_distance(a, b)
 
 
+def _pearson(pairs: np.ndarray) -> float:
+    """Pearson r of the two columns; NaN when either is constant."""
+    if pairs[:, 0].std() == 0 or pairs[:, 1].std() == 0:
+        return float("nan")
+    return float(np.corrcoef(pairs[:, 0], pairs[:, 1])[0, 1])
+
+
 def _pose_pairs(scored: Scored) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rows, [n, 2] read-out and target pitch positions) of the voiced samples, or None."""
     if scored.pose_regressor is None:
         return None
     voiced = ~torch.isnan(scored.pitch_position)
     if voiced.sum() < 2:
         return None
     predicted = apply_batched(scored.pose_regressor, scored.samples[voiced], scored.device).squeeze(1)
-    return predicted.double().numpy(), scored.pitch_position[voiced].double().numpy()
+    pairs = np.stack([predicted.double().numpy(), scored.pitch_position[voiced].double().numpy()], axis=1)
+    return np.flatnonzero(voiced.numpy()), pairs
 
 
 @register_metric("pose_r", "Pearson r between the pitch position a pose regressor (trained on real "
-                 "images) reads from each image and the pitch position of its conditioning sound", True)
-def pose_r(scored: Scored) -> float | None:
-    pairs = _pose_pairs(scored)
-    if pairs is None or pairs[0].std() == 0 or pairs[1].std() == 0:
+                 "images) reads from each image and the pitch position of its conditioning sound", True,
+                 statistic=_pearson)
+def pose_r(scored: Scored) -> ItemScores | None:
+    found = _pose_pairs(scored)
+    if found is None or np.isnan(_pearson(found[1])):
         return None
-    return float(np.corrcoef(*pairs)[0, 1])
+    return ItemScores(found[1], found[0])
 
 
 @register_metric("pose_mae", "mean absolute error of that read-out pitch position (0..1 of the "
-                 "instrument's range) against the conditioning sound's", False)
-def pose_mae(scored: Scored) -> float | None:
-    pairs = _pose_pairs(scored)
-    return None if pairs is None else float(np.abs(pairs[0] - pairs[1]).mean())
+                 "instrument's range) against the conditioning sound's", False,
+                 statistic=np.mean)
+def pose_mae(scored: Scored) -> ItemScores | None:
+    found = _pose_pairs(scored)
+    return None if found is None else ItemScores(np.abs(found[1][:, 0] - found[1][:, 1]), found[0])

@@ -1,14 +1,17 @@
-"""The run report: report.md (our table beside the published reference rows) and its figures.
+"""The run report: report.md (our tables with intervals, beside the published reference rows) and
+its figures, from plain records: the ``metrics.json`` payload and :class:`FigureInputs`.
 
-Figures are drawn with matplotlib's Agg backend into ``figures/``: S2I samples (input LMS, real
-image, one generated image per S2I variant), I2S samples (input image, real LMS, generated LMS)
-and the training curves of every stage.
+Every number is printed through ``cmav_models.stats.format_summary`` (n, seeds, interval; one seed
+says "no interval", never ``± 0.000``). Figures are drawn with matplotlib's Agg backend into
+``figures/``: S2I samples (input LMS, real image, one generated image per S2I variant), I2S samples
+(input image, real LMS, generated LMS) and the training curves of every stage.
 """
 
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 
@@ -21,10 +24,7 @@ from cmav_data.atomic import write_bytes, write_text  # noqa: E402
 from cmav_data.instruments import CLASS_NAMES  # noqa: E402
 from cmav_data.manifests import read_table  # noqa: E402
 from cmav_models.data import Pairs, unit_to_lms  # noqa: E402
-from cmav_models.metrics import get_metric  # noqa: E402
-
-if TYPE_CHECKING:
-    from cmav_models.bench import BenchConfig, RunResult
+from cmav_models.stats import Summary, format_interval, format_summary  # noqa: E402
 
 MAX_EXAMPLES = 8
 
@@ -113,58 +113,132 @@ def curves_figure(history: dict[str, list[dict[str, float]]], path) -> None:
     _save(fig, path)
 
 
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
+@dataclass
+class FigureInputs:
+    """What the figures show: validation examples and one seed's samples generated for them."""
+
+    examples: Pairs  # the validation rows shown (example_rows of the validation split)
+    generated: dict[str, torch.Tensor]  # row name -> that seed's samples for those rows
+    top_db: float
+    seed: int
+    history: dict[str, list[dict[str, float]]]  # stage -> per-epoch losses
 
 
-def report_markdown(result: "RunResult", config: "BenchConfig", n_classes: int, n_validation: int) -> str:
-    metric_names = list(config.metrics)
+def _digits(value: float) -> int:
+    return 1 if abs(value) >= 10 else 3
+
+
+def summary_text(record: dict | None, unit: str = "seed") -> str:
+    """``format_summary`` of a summary in metrics.json (1 decimal from 10 up, else 3); "–" for None."""
+    if record is None:
+        return "–"
+    return format_summary(Summary.from_dict(record), _digits(record["mean"]), unit=unit)
+
+
+def _per_seed(values: list[float]) -> str:
+    return ", ".join(f"{v:.{_digits(v)}f}" for v in values)
+
+
+def _signed(values: list[float]) -> str:
+    return ", ".join(f"{v:+.{_digits(v)}f}" for v in values)
+
+
+def metric_tables(payload: dict) -> list[str]:
+    seeds = payload["seeds"]
+    lines = []
+    for name, info in payload["metrics"].items():
+        lines += [f"### {name} ({'higher' if info['higher_is_better'] else 'lower'} is better)", "",
+                  "| row | mean ± s.d. over seeds (95% CI over seeds) | 95% CI over validation recordings | "
+                  "per seed | samples |", "|---|---|---|---|---|"]
+        for row, record in payload["rows"].items():
+            m = record["metrics"][name]
+            if m is None:
+                lines.append(f"| {row} | – | – | – | – |")
+                continue
+            real = record["kind"] != "generated"
+            unit = "judge training" if real else "seed"
+            recordings = "–" if m["recordings_interval"] is None else format_interval(
+                *m["recordings_interval"], digits=_digits(m["mean"]) - 1 if _digits(m["mean"]) > 1 else 1)
+            per_seed = "fixed judges" if real else _per_seed(m["per_seed"])
+            samples = m["n_samples"] if m["n_samples"] is not None else payload["data"]["validation_pairs"]
+            lines.append(f"| {row} | {summary_text(m, unit)} | {recordings} | {per_seed} | {samples} |")
+        lines.append("")
+    if len(seeds) == 1:
+        lines += ["One seed: the rows have no interval over seeds; the interval over validation recordings "
+                  "covers the validation set only, not the spread of training.", ""]
+    return lines
+
+
+def paired_table(payload: dict) -> list[str]:
+    if not payload["paired"]:
+        return []
+    lines = ["## Paired comparisons (same seeds, a − b per seed)", "",
+             "| comparison | metric | per-seed difference | mean ± s.d. (95% CI) | verdict |", "|---|---|---|---|---|"]
+    for p in payload["paired"]:
+        cell = summary_text(p["summary"])
+        verdict = p["sentence"] + (f" ({p['better']} better)" if p["better"] else "")
+        lines.append(f"| {p['a']} − {p['b']} | {p['metric']} | {_signed(p['differences'])} | {cell} | {verdict} |")
+    return lines + [""]
+
+
+def report_markdown(payload: dict, figure_seed: int) -> str:
+    data, setup, judges = payload["data"], payload["setup"], payload["judges"]
+    seeds = payload["seeds"]
+    silent = ("silent pairs included (`--include-silent`)" if data["include_silent"] else
+              f"silent pairs left out: {data['silent_left_out']['train']} train, "
+              f"{data['silent_left_out']['validation']} validation")
     lines = [
-        f"# cmav-bench run `{result.run_dir.name}`", "",
-        f"Suite `{config.suite}`; {n_validation} validation pairs of {n_classes} classes "
-        f"(chance accuracy {1 / n_classes:.3f}); images {config.load.image_size} px; "
-        f"LMS {config.load.lms.n_mels} x {config.load.lms.n_frames}. Config: `config.json`; numbers: `metrics.json`.",
-        "", "## Results on this dataset (validation split)", "",
-        "| row | " + " | ".join(metric_names) + " |",
-        "|---|" + "---|" * len(metric_names),
+        f"# cmav-bench run `{payload['run']}`", "",
+        f"Suite `{payload['suite']}`; seeds {', '.join(map(str, seeds))} ({len(seeds)} seed"
+        f"{'' if len(seeds) == 1 else 's'}); {data['train_pairs']} training and {data['validation_pairs']} "
+        f"validation pairs ({data['validation_recordings']} validation recordings) of {data['classes']} classes "
+        f"(chance accuracy {1 / data['classes']:.3f}); {silent}; images {setup['image_size']} px; "
+        f"LMS {setup['lms'][0]} x {setup['lms'][1]}. Dataset manifest sha256 `{data['manifest_sha256']}`. "
+        "Config: `config.json`; every number with its per-seed values: `metrics.json` (also per-class "
+        "accuracy of generated samples).", "",
+        f"Judges (fixed, trained once with seed {judges['seed']}, silent pairs "
+        f"{'included' if judges['include_silent'] else 'left out'}): `judges.json` sha256 `{judges['sha256']}`. "
+        "Every seed is scored by the same judges, so a seed varies the encoders and generators only.", "",
+        "## Results on this dataset (validation split)", "",
+        f"- Over seeds: {payload['intervals']['seeds']}.",
+        f"- Over validation recordings: {payload['intervals']['recordings']}. Given for metrics made of "
+        "per-sample values (accuracy, pose); the Fréchet distance is a statistic of the whole set (and biased "
+        "at small n), so it has the interval over seeds only.",
+        "- The real rows are the fixed judges on real validation data: one training, so no interval over seeds.",
+        "",
     ]
-    for row, values in result.metrics.items():
-        lines.append(f"| {row} | " + " | ".join(_fmt(values.get(m)) for m in metric_names) + " |")
-    lines += ["", "## Published reference rows (real Sub-URMP: different data, networks and features; "
+    lines += metric_tables(payload)
+    lines += paired_table(payload)
+    lines += ["## Published reference rows (real Sub-URMP: different data, networks and features; "
               "not directly comparable)", "", "| row | metric | split | value | source |", "|---|---|---|---|---|"]
     for ref in read_table("published_accuracies.csv"):
         lines.append(f"| {ref['model']} | {ref['metric']} | {ref['split']} | {float(ref['value']):.4f} | "
                      f"{ref['source']} |")
     lines += ["", "## Measures", ""]
-    lines += [f"- **{m}** ({'higher' if get_metric(m).higher_is_better else 'lower'} is better): "
-              f"{get_metric(m).description}." for m in metric_names]
+    lines += [f"- **{m}** ({'higher' if info['higher_is_better'] else 'lower'} is better): {info['description']}."
+              for m, info in payload["metrics"].items()]
     lines += [
         "- Pose target: the position of the chunk's mean F0 in the instrument's playing range (0 lowest, "
         "1 highest note of `instruments.csv`), the quantity the demo corpus draws as the bow or slide "
         "position. The regressor is an image CNN trained on real training images; on the real row its "
         "score is the ceiling the generated rows can reach. Silent/unvoiced pairs are left out.",
         "", "## Models", "",
-        "- **S2I-C**: conditional GAN (projection discriminator, hinge loss), condition = the sound "
-        "classifier's class posterior (softmax), standardised.",
-        "- **S2I-A**: the same GAN, condition = the code of a sound autoencoder (trained to reconstruct the LMS).",
-        "- **S2I-N**: S2I-C without the (real image, mismatched sound) term in the discriminator's loss "
-        "(our reading of the paper's ablation).",
-        "- **I2S**: the same GAN in the other direction: the image classifier's posterior in, LMS out.",
+        *[f"- **{name}**: {text}." for name, text in setup["models"].items()],
         "- Mismatched sounds are of another instrument, or (a fraction "
-        f"{config.gan_training.mismatch_same_class:g}) of the same instrument at another time.",
-        "", "## Figures", "",
+        f"{setup['mismatch_same_class']:g}) of the same instrument at another time.",
+        "- Condition encoders are trained with every seed, separately from the judges (their own seed "
+        "stream): the judges never condition, train or select the models they score.",
+        "", f"## Figures (samples of seed {figure_seed})", "",
         "![S2I samples](figures/s2i_samples.png)", "", "![I2S samples](figures/i2s_samples.png)", "",
         "![training curves](figures/training_curves.png)", "",
     ]
     return "\n".join(lines)
 
 
-def write_report(result: "RunResult", config: "BenchConfig", validation: Pairs,
-                 generated: dict[str, torch.Tensor]) -> None:
-    figures = result.run_dir / "figures"
-    top_db = config.load.lms.top_db
-    s2i_figure(validation, generated, top_db, figures / "s2i_samples.png")
-    i2s_figure(validation, generated, top_db, figures / "i2s_samples.png")
-    curves_figure(result.history, figures / "training_curves.png")
-    n_classes = len(set(validation.labels.tolist()))
-    write_text(result.run_dir / "report.md", report_markdown(result, config, n_classes, len(validation)))
+def write_report(run_dir: Path, payload: dict, figures: FigureInputs) -> None:
+    """report.md and figures/ of a run from its metrics.json payload and figure inputs."""
+    folder = run_dir / "figures"
+    s2i_figure(figures.examples, figures.generated, figures.top_db, folder / "s2i_samples.png")
+    i2s_figure(figures.examples, figures.generated, figures.top_db, folder / "i2s_samples.png")
+    curves_figure(figures.history, folder / "training_curves.png")
+    write_text(run_dir / "report.md", report_markdown(payload, figures.seed))

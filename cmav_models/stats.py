@@ -48,6 +48,13 @@ class Summary:
         return {"n": self.n, "mean": self.mean, "std": self.std, "low": self.low, "high": self.high,
                 "confidence": self.confidence, "values": list(self.values)}
 
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Summary":
+        """The inverse of :meth:`to_dict`; the values may also be under ``per_seed``."""
+        values = data["values"] if "values" in data else data.get("per_seed", ())
+        return cls(data["n"], data["mean"], data["std"], data["low"], data["high"], tuple(values),
+                   data.get("confidence", 0.95))
+
 
 def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
     """Mean, std (ddof 1) and the two-sided Student-t interval ``mean ± t * std / sqrt(n)``."""
@@ -70,14 +77,15 @@ def cluster_bootstrap(scores_per_item: Sequence[float], groups: Sequence, *,
                       seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
     """Percentile interval of ``statistic`` when whole groups are resampled with replacement.
 
-    ``groups[i]`` names the group (e.g. the validation recording) of ``scores_per_item[i]``. Each
+    ``groups[i]`` names the group (e.g. the validation recording) of ``scores_per_item[i]``, a number
+    or a row of numbers (``statistic`` then receives the [n, k] rows, e.g. pairs for a correlation). Each
     resample draws as many groups as there are, with replacement, and pools all their items, so items
     of one group stay together. Deterministic for a ``seed``; group order does not matter (groups are
     sorted first). Needs at least two groups: one group has nothing to resample.
     """
-    scores = np.asarray(scores_per_item, dtype=float).ravel()
+    scores = np.asarray(scores_per_item, dtype=float)
     labels = np.asarray(groups).ravel()
-    if scores.size != labels.size:
+    if scores.ndim == 0 or len(scores) != labels.size:
         raise ValueError(f"{scores.size} scores but {labels.size} group labels")
     if n_resamples < 1:
         raise ValueError("n_resamples must be at least 1")
@@ -155,9 +163,14 @@ def best_or_tied(summaries: Mapping[str, Summary], higher_is_better: bool = True
     return BestOrTied(best, tied)
 
 
+def _fixed(value: float, digits: int) -> str:
+    text = f"{value:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0.0 else text  # no "-0.000"
+
+
 def format_interval(low: float, high: float, digits: int = 2) -> str:
     """``0.33–0.44`` (an en dash between the bounds)."""
-    return f"{low:.{digits}f}–{high:.{digits}f}"
+    return f"{_fixed(low, digits)}–{_fixed(high, digits)}"
 
 
 def format_summary(s: Summary, digits: int = 3, unit: str = "seed") -> str:
@@ -166,7 +179,7 @@ def format_summary(s: Summary, digits: int = 3, unit: str = "seed") -> str:
     One value gives ``0.385 (1 seed, no interval)``. A std that rounds to zero is written ``± <0.001``,
     so ``± 0.000`` never appears. The interval has one digit fewer than the mean.
     """
-    mean = f"{s.mean:.{digits}f}"
+    mean = _fixed(s.mean, digits)
     if not s.has_interval:
         return f"{mean} ({s.n} {unit}{'' if s.n == 1 else 's'}, no interval)"
     spread = f"{s.std:.{digits}f}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from cmav_models.cgan import Discriminator, Generator, discriminator_loss, generator_loss
 from cmav_models.checkpoints import load_checkpoint, save_checkpoint
+from cmav_models.data import Pairs, image_to_unit, lms_to_unit
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,27 @@ def regression_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Ten
 
 def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(reconstruction, target)
+
+
+SupervisedTask = tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                       Callable[[torch.Tensor], torch.Tensor]]
+
+
+def supervised_task(name: str, pairs: Pairs, top_db: float) -> SupervisedTask:
+    """(inputs, targets, loss, input scaling) of a supervised network on ``pairs``, for
+    :func:`train_supervised`: the image and sound classifiers (class labels), the pose regressor
+    (pitch position of the voiced pairs) and the sound autoencoder (its own input)."""
+    to_lms = partial(lms_to_unit, top_db=top_db)
+    if name == "image_classifier":
+        return pairs.images, pairs.labels, classification_loss, image_to_unit
+    if name == "sound_classifier":
+        return pairs.lms, pairs.labels, classification_loss, to_lms
+    if name == "sound_autoencoder":
+        return pairs.lms, to_lms(pairs.lms), reconstruction_loss, to_lms
+    if name == "pose_regressor":
+        voiced = ~torch.isnan(pairs.pitch_position)
+        return pairs.images[voiced], pairs.pitch_position[voiced], regression_loss, image_to_unit
+    raise ValueError(f"no supervised task named {name!r}")
 
 
 def mismatched_indices(labels: torch.Tensor, index: torch.Tensor, same_class_fraction: float,

@@ -348,8 +348,10 @@ def test_workers_resume_and_sounds_per_image_are_deterministic(built: Path, imag
 
 
 def test_bad_input_is_reported_with_the_file(built: Path, imagenet: Path, sounds: Path, tmp_path: Path):
+    not_built = tmp_path / "not_built"
+    not_built.mkdir()
     with pytest.raises(BuildError, match="no manifest.parquet"):
-        build_inis(imagenet, tmp_path / "a", tmp_path, OPTIONS, progress=False)
+        build_inis(imagenet, tmp_path / "a", not_built, OPTIONS, progress=False)
     # A Sub-URMP without violins cannot pair violin photos.
     no_violin = tmp_path / "no_violin"
     shutil.copytree(sounds, no_violin)

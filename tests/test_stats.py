@@ -119,3 +119,25 @@ def test_format_summary():
     assert format_summary(summarize([0.385])) == "0.385 (1 seed, no interval)"
     constant = format_summary(summarize([0.5, 0.5, 0.5]))
     assert "± 0.000" not in constant and constant.startswith("0.500 ± <0.001")
+
+
+def test_cluster_bootstrap_of_rows_keeps_pairs_together():
+    # Rows (x, y) with y = 2x: any resample of whole recordings keeps the ratio exactly 2.
+    x = np.arange(1.0, 13.0)
+    rows = np.stack([x, 2 * x], axis=1)
+    recordings = np.repeat([0, 1, 2, 3], 3)
+    ratio = cluster_bootstrap(rows, recordings, statistic=lambda r: r[:, 1].sum() / r[:, 0].sum(), seed=0)
+    assert ratio == pytest.approx((2.0, 2.0))
+
+
+def test_format_summary_has_no_negative_zero():
+    text = format_summary(summarize([-0.0004, 0.0001, -0.0002]))
+    assert text.startswith("0.000 ± ") and "-0.00–" not in text and "–0.00," in text
+
+
+def test_summary_round_trips_through_a_dict():
+    s = summarize([0.2, 0.4, 0.9])
+    assert Summary.from_dict(s.to_dict()) == s
+    record = {**s.to_dict(), "per_seed": s.to_dict()["values"]}
+    del record["values"]
+    assert Summary.from_dict(record) == s

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from cmav_data.cli import main
-from cmav_data.cli.options import executor_options
+from cmav_data.cli.options import executor_options, one_line_errors
 from cmav_data.features.specs import KINDS, SpecError
 
 EXTRACT_EPILOG = """\b
@@ -41,12 +41,10 @@ def extract_features_command(dataset, kind, backend, params, shard_size, jobs, e
     from cmav_data.features.store import FeatureInputError, extract_features
     from cmav_data.parallel import executor_for
 
-    try:
+    with one_line_errors(SpecError, FeatureInputError):
         spec = make_spec(kind, params)
         with executor_for(jobs, executor_kind, scheduler) as executor:
             result = extract_features(dataset, spec, backend, executor, shard_size, progress=not quiet)
-    except (SpecError, FeatureInputError) as err:
-        raise click.ClickException(str(err)) from None
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     state = "cached, nothing to do" if result.computed_shards == 0 else f"{result.computed_shards} shard(s) computed"

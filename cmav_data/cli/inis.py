@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cmav_data.cli import main
-from cmav_data.cli.options import builder_options, executor_options, report_failures
+from cmav_data.cli.options import builder_options, executor_options, one_line_errors, report_failures
 
 BUILD_EPILOG = """\b
 Examples:
@@ -78,13 +78,11 @@ def build_inis_command(imagenet_dir: Path, out: Path, sounds_dir: Path, synsets:
                               sounds_per_image=sounds_per_image, pair_silent=pair_silent)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    try:
-        with executor_for(jobs, executor_kind, scheduler) as executor:
-            result = build_inis(imagenet_dir, out, sounds_dir, options, labels=labels, keep_list=keep_list,
-                                drop_list=drop_list, batch_size=batch_size, executor=executor, resume=resume,
-                                overwrite=overwrite, fault_tolerant=fault_tolerant, progress=not quiet)
-    except BuildError as e:
-        raise click.ClickException(str(e)) from None
+    with one_line_errors(BuildError, rerun="run it again with --resume"), \
+         executor_for(jobs, executor_kind, scheduler) as executor:
+        result = build_inis(imagenet_dir, out, sounds_dir, options, labels=labels, keep_list=keep_list,
+                            drop_list=drop_list, batch_size=batch_size, executor=executor, resume=resume,
+                            overwrite=overwrite, fault_tolerant=fault_tolerant, progress=not quiet)
     n_train = sum(c["train"] for c in result.counts.values())
     click.echo(f"{result.n_images} photos, {result.n_pairs} pairs ({n_train} train, {result.n_pairs - n_train} "
                f"validation), {result.n_rejected} rejected, in {result.out} ({result.seconds:.1f} s)")

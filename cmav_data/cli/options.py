@@ -1,6 +1,10 @@
-"""Click options shared by the commands that run work in parallel."""
+"""Click options shared by the commands that run work in parallel, and their one error path."""
 
 from __future__ import annotations
+
+import contextlib
+import errno
+import os
 
 import click
 
@@ -24,7 +28,8 @@ def builder_options(units: str):
     def decorate(f):
         for option in reversed([
             click.option("--resume", is_flag=True, help="Finish an interrupted build in OUT (same inputs and options)."),
-            click.option("--overwrite", is_flag=True, help="Delete OUT first if it is not empty."),
+            click.option("--overwrite", is_flag=True,
+                         help="Delete the cmav build in OUT first (never a folder that is not one, an input, or through a link)."),
             click.option("--fault-tolerant", is_flag=True,
                          help=f"Build what can be built, list failed {units} in OUT/failures.jsonl."),
             click.option("--allow-failures", is_flag=True,
@@ -47,3 +52,31 @@ def report_failures(warnings: list[str], failures: list, out, allow_failures: bo
             click.echo(f"  {failure}", err=True)
         if not allow_failures:
             raise SystemExit(1)
+
+
+# OS errors a user meets without any bug of ours: permissions, a full disk or quota, a file-size
+# limit, a read-only file system. They end a command with one line; any other OSError is a bug.
+USER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@contextlib.contextmanager
+def one_line_errors(*expected: type[Exception], rerun: str = "run the same command again"):
+    """Turn what a user can cause or meet into one line on stderr and exit status 1: the command's
+    own ``expected`` errors (which name their file), a folder another process writes (OutputLocked)
+    and the OS errors of ``USER_ERRNOS``, named with their file. ``rerun`` says how to go on after a
+    full disk: what was written is kept."""
+    from cmav_data.locking import OutputLocked
+
+    try:
+        yield
+    except (OutputLocked, *expected) as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        if e.errno not in USER_ERRNOS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        message = f"{where}{e.strerror or os.strerror(e.errno)}"
+        if e.errno in WRITE_ERRNOS:
+            message += f"; what was written is kept: make room (or raise the limit), then {rerun}"
+        raise click.ClickException(message) from None

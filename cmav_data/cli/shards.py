@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import click
 
 from cmav_data.cli import main
+from cmav_data.cli.options import one_line_errors
 from cmav_data.locking import OutputLocked
 from cmav_data.shards import (
     DownloadConfig,
@@ -69,11 +70,8 @@ def _size(_ctx, _param, value: str) -> int:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def publish_cmd(dataset: str, out_dir: str, shard_size: int, jobs: int, quiet: bool) -> None:
     """Publish the built DATASET as Parquet shards with embedded media, index.json and a card."""
-    try:
-        with _executor(jobs) as ex:
-            index = publish(dataset, out_dir, shard_size, executor=ex, progress=not quiet)
-    except ShardsError as e:
-        raise click.ClickException(str(e)) from None
+    with one_line_errors(ShardsError), _executor(jobs) as ex:
+        index = publish(dataset, out_dir, shard_size, executor=ex, progress=not quiet)
     splits = ", ".join(f"{s}: {v['rows']} rows in {v['shards']} shards" for s, v in sorted(index.splits().items()))
     click.echo(f"published {out_dir} ({splits})")
 

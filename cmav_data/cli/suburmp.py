@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cmav_data.cli import main
-from cmav_data.cli.options import builder_options, executor_options, report_failures
+from cmav_data.cli.options import builder_options, executor_options, one_line_errors, report_failures
 
 BUILD_EPILOG = """\b
 Examples:
@@ -82,14 +82,12 @@ def build_suburmp_command(urmp_dir: Path, out: Path, sample_rate: int, window: f
         shard_bytes = parse_size(shard_size)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    try:
-        with executor_for(jobs, executor_kind, scheduler) as executor:
-            result = build_suburmp(urmp_dir, out, options, split_file=split_file, crop_table=crop_table,
-                                   executor=executor, resume=resume, overwrite=overwrite,
-                                   fault_tolerant=fault_tolerant, embed=embed, shard_size=shard_bytes,
-                                   workers=jobs, progress=not quiet, membership=request)
-    except (BuildError, ShardsError) as e:
-        raise click.ClickException(str(e)) from None
+    with one_line_errors(BuildError, ShardsError, rerun="run it again with --resume"), \
+         executor_for(jobs, executor_kind, scheduler) as executor:
+        result = build_suburmp(urmp_dir, out, options, split_file=split_file, crop_table=crop_table,
+                               executor=executor, resume=resume, overwrite=overwrite,
+                               fault_tolerant=fault_tolerant, embed=embed, shard_size=shard_bytes,
+                               workers=jobs, progress=not quiet, membership=request)
     n_train = sum(c["train"] for c in result.counts.values())
     click.echo(result.membership["statement"])
     click.echo(f"{result.n_pairs} pairs ({n_train} train, {result.n_pairs - n_train} validation) "

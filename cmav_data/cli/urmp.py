@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cmav_data.cli import main
+from cmav_data.cli.options import one_line_errors
 
 
 INSPECT_EPILOG = """\b
@@ -33,14 +34,12 @@ def inspect_urmp_command(urmp_dir: Path, json_path: Path | None, index_path: Pat
     from cmav_data.corpora.urmp import UrmpError, UrmpIndex, format_inspection, inspect_urmp
     from cmav_data.parallel import executor_for
 
-    try:
+    with one_line_errors(UrmpError):
         index = UrmpIndex.read(index_path) if index_path else None
         with executor_for(jobs) as executor:
             insp = inspect_urmp(urmp_dir, index=index, executor=executor, progress=not quiet)
-    except UrmpError as e:
-        raise click.ClickException(str(e)) from None
-    click.echo(format_inspection(insp))
-    if json_path:
-        write_text(json_path, json.dumps(insp.to_json(), indent=2) + "\n")
+        click.echo(format_inspection(insp))
+        if json_path:
+            write_text(json_path, json.dumps(insp.to_json(), indent=2) + "\n")
     if strict and insp.problems:
         raise SystemExit(1)

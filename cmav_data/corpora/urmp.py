@@ -183,6 +183,9 @@ def load_urmp(root: str | os.PathLike, index: UrmpIndex | None = None) -> UrmpCo
 def _read_piece(path: Path, number: int, name: str, codes: tuple[str, ...], index: UrmpIndex,
                 corpus: UrmpCorpus) -> Piece | None:
     folder = path.name
+    if not os.access(path, os.R_OK | os.X_OK):
+        corpus.problems.append(Problem(str(path), "cannot read the folder (permission denied)"))
+        return None
     unknown = [c for c in codes if c not in INSTRUMENTS]
     if unknown:
         known = ", ".join(sorted(INSTRUMENTS))

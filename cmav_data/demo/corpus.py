@@ -41,6 +41,9 @@ from cmav_data.manifests import read_table
 
 FOLDER_RE = re.compile(r"^(\d{2})_([A-Za-z0-9]+)((?:_[a-z]+)+)$")
 INDEX_NAME = "cmav_index.csv"
+# Written before the first piece: a folder with it (or with demo.json) is a demo corpus of ours, so
+# --force may replace its piece folders; any other non-empty folder (a real URMP copy) is never touched.
+MARKER_NAME = ".cmav-demo"
 
 
 @dataclass(frozen=True)
@@ -173,12 +176,16 @@ def _prepare(out: Path, plans: list[PiecePlan], force: bool) -> None:
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise DemoError(f"{out}: not empty; choose another folder or overwrite with --force")
+        if not (out / MARKER_NAME).is_file() and not (out / "demo.json").is_file():
+            raise DemoError(f"{out}: not empty and not a demo corpus made by make-demo-urmp (no {MARKER_NAME} or "
+                            "demo.json): --force only replaces a demo corpus; choose another folder")
         # Piece folders of an earlier, larger or different corpus would contradict the new index.
         keep = {p.folder for p in plans}
         for child in out.iterdir():
             if child.is_dir() and FOLDER_RE.match(child.name) and child.name not in keep:
                 shutil.rmtree(child)
     out.mkdir(parents=True, exist_ok=True)
+    write_text(out / MARKER_NAME, "a demo corpus made by cmav-data make-demo-urmp\n")
 
 
 def make_demo_urmp(

@@ -51,6 +51,7 @@ import soxr
 from cmav_data.atomic import sweep_temporaries, write_text
 from cmav_data.checksum import ContentError, read_verified, sha256_file
 from cmav_data.features.specs import FeatureSpec, spec_from_dict
+from cmav_data.locking import output_lock
 from cmav_data.manifest import ManifestError, read_manifest, read_metadata, table_metadata, write_table
 from cmav_data.progress import progress_map
 
@@ -349,6 +350,13 @@ def extract_features(
     versions = library_versions()
     key = cache_key(pairs, spec, backend, versions)
     out_dir = features_dir(dataset_dir, spec, key)
+    with output_lock(out_dir, "extract-features"):  # taken before the sweep of a killed run's temporaries
+        return _extract_into(out_dir, dataset_dir, pairs, spec, backend, key, versions, executor, shard_size, progress)
+
+
+def _extract_into(out_dir: Path, dataset_dir: str | os.PathLike, pairs: tuple[Pair, ...], spec: FeatureSpec, backend: str,
+                  key: str, versions: dict[str, str], executor: concurrent.futures.Executor | None,
+                  shard_size: int, progress: bool) -> ExtractResult:
     info_path = out_dir / INFO_NAME
     n_shards = max(1, -(-len(pairs) // shard_size))
     shard_names = [f"part-{i:05d}.parquet" for i in range(n_shards)]

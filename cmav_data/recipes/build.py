@@ -10,24 +10,31 @@ A build writes into OUT:
   ``failures.jsonl``.
 Because rows are assembled in plan order from per-unit files, the manifest does not depend on the
 order in which workers finished, nor on how many there were, nor on interruptions.
+
+A build holds OUT's write lock (``cmav_data.locking``) from before the sweep of temporaries to the
+end, and never writes into (or deletes) one of its inputs: see ``guarded_build``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cmav_data.atomic import sweep_temporaries, write_text
+from cmav_data.locking import LOCK_NAME, output_lock
 from cmav_data.manifest import write_table
 
 STATE_DIR = ".cmav-build"
+BUILD_RECORD = "build.json"
 
 
 class BuildError(Exception):
@@ -46,6 +53,65 @@ class UnitFailure:
         return f"{self.unit}: {self.path}: {self.cause}"
 
 
+def check_out_dir(out: str | os.PathLike, inputs: Mapping[str, str | os.PathLike | None]) -> None:
+    """Refuse an OUT that is, holds or lies inside one of ``inputs`` (name -> path, by real path):
+    writing there would mix the output into the input, and --overwrite would delete the input."""
+    out_real = Path(os.path.realpath(out))
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        real = Path(os.path.realpath(path))
+        if out_real == real:
+            relation = "is"
+        elif real in out_real.parents:
+            relation = "lies inside"
+        elif out_real in real.parents:
+            relation = "holds"
+        else:
+            continue
+        raise BuildError(f"{out}: OUT {relation} the input {name} ({path}); choose an OUT outside the inputs")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded_build(command: str, out: str, inputs: Mapping[str, str]) -> Callable[[F], F]:
+    """Decorate a recipe's build function: check its ``out`` parameter against its ``inputs``
+    parameters (parameter -> name for messages; ``check_out_dir``), then hold OUT's write lock while
+    it runs, so that a second build into OUT stops at once (``OutputLocked``) instead of sweeping
+    this one's temporaries."""
+
+    def decorate(build: F) -> F:
+        signature = inspect.signature(build)
+
+        @functools.wraps(build)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            out_dir = bound.arguments[out]
+            check_out_dir(out_dir, {label: bound.arguments.get(param) for param, label in inputs.items()})
+            if os.path.islink(out_dir) and not os.path.isdir(out_dir):
+                raise BuildError(f"{out_dir}: OUT is a symbolic link to nothing")
+            if os.path.islink(out_dir) and bound.arguments.get("overwrite"):
+                raise BuildError(f"{out_dir}: OUT is a symbolic link; --overwrite never deletes through one: "
+                                 "pass the folder it points to")
+            with output_lock(out_dir, command):
+                return build(*args, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
+def _is_cmav_build(root: Path) -> bool:
+    if (root / STATE_DIR / "plan.json").is_file():
+        return True
+    try:
+        record = json.loads((root / BUILD_RECORD).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("kind") in ("suburmp", "inis") and "schema_version" in record
+
+
 class BuildDir:
     """The output folder of one build, with its resume state."""
 
@@ -58,9 +124,13 @@ class BuildDir:
         """Check or record the plan. A different plan, or an unrequested reuse of OUT, is an error."""
         plan_path = self.state / "plan.json"
         plan_text = json.dumps(plan, indent=1, sort_keys=True)
-        if self.root.exists() and any(self.root.iterdir()):
+        entries = [p for p in self.root.iterdir() if p.name != LOCK_NAME] if self.root.exists() else []
+        if entries:
             if overwrite:
-                shutil.rmtree(self.root)
+                if not _is_cmav_build(self.root):
+                    raise BuildError(f"{self.root} is not empty and holds no cmav build (no {BUILD_RECORD} or "
+                                     f"{STATE_DIR}/plan.json): --overwrite deletes only a build; empty it yourself")
+                _remove_entries(entries)
             elif not resume:
                 raise BuildError(f"{self.root} is not empty: pass --resume to finish an interrupted build "
                                  "or --overwrite to start again")
@@ -96,6 +166,15 @@ class BuildDir:
         lines = [json.dumps({"unit": f.unit, "path": f.path, "cause": f.cause}) for f in failures]
         write_text(path, "\n".join(lines) + "\n")
         return path
+
+
+def _remove_entries(entries: list[Path]) -> None:
+    # The entries of OUT, not OUT itself: OUT holds our lock file, and a link inside is removed, never followed.
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def split_counts(table: pa.Table, splits: tuple[str, ...] = ("train", "validation")) -> dict[str, dict[str, int]]:

@@ -59,7 +59,7 @@ from cmav_data.images import crop_square, encode_jpeg, pad_square
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.manifest import INIS_SCHEMA, REJECTED_SCHEMA, read_metadata, table_metadata, write_table
 from cmav_data.progress import progress_map
-from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, split_counts
+from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, guarded_build, split_counts
 from cmav_data.recipes.suburmp import SPLITS, versions
 
 DEFAULT_SYNSETS = ("n02804610", "n02992211", "n03372029", "n04141076", "n04487394")  # bassoon cello flute sax trombone
@@ -424,6 +424,9 @@ class InisResult:
     seconds: float
 
 
+@guarded_build("build-inis", out="out_dir",
+               inputs={"imagenet_dir": "IMAGENET_DIR", "suburmp_dir": "--sounds", "labels": "--labels",
+                       "keep_list": "--keep-list", "drop_list": "--drop-list"})
 def build_inis(imagenet_dir: str | os.PathLike, out_dir: str | os.PathLike, suburmp_dir: str | os.PathLike,
                options: InisOptions = InisOptions(), *, labels: str | os.PathLike | None = None,
                keep_list: str | os.PathLike | None = None, drop_list: str | os.PathLike | None = None,

@@ -76,7 +76,7 @@ from cmav_data.manifest import PAIR_SCHEMA, table_metadata, write_table
 from cmav_data.manifests import reference_path
 from cmav_data.media import MediaError, probe_audio, probe_video, read_audio_mono, resample, wav_bytes
 from cmav_data.progress import progress_map
-from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, split_counts
+from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, guarded_build, split_counts
 from cmav_data.recipes.membership import (Candidate, Membership, MembershipError, MembershipRequest, choose_mode,
                                           match_by_duration, membership_csv, published_table, read_table_file,
                                           settle_by_audio, summary)
@@ -643,6 +643,8 @@ def _cut_images(job: _PieceJob, wanted: dict[int, list[tuple[Recording, dict]]])
     except MediaError:
         raise
     except Exception as e:  # PyAV's decode errors on corrupt or truncated data
+        if isinstance(e, OSError) and e.filename and Path(e.filename).is_relative_to(out):
+            raise  # writing OUT failed (a full disk, a file-size limit): no fault of the video
         raise MediaError(job.video, f"video decode failed ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if wanted:
         raise MediaError(job.video, f"video ends before frame {min(wanted)} (truncated?)")
@@ -670,6 +672,8 @@ class BuildResult:
     membership: dict  # build.json's "membership" entry
 
 
+@guarded_build("build-suburmp", out="out_dir",
+               inputs={"urmp_dir": "URMP_DIR", "split_file": "--split-file", "crop_table": "--crop-table"})
 def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, options: SubUrmpOptions = SubUrmpOptions(),
                   *, split_file: str | os.PathLike | None = None, crop_table: str | os.PathLike | None = None,
                   executor: Executor | None = None, resume: bool = False, overwrite: bool = False,
@@ -787,9 +791,9 @@ def _embed_media(root: Path, shard_size: int, executor: Executor | None, progres
     ``--resume``, and one killed after it only finishes removing the files.
     """
     from cmav_data.shards.index import INDEX_NAME
-    from cmav_data.shards.publish import publish
+    from cmav_data.shards.publish import publish_into_locked_folder
 
-    if not (root / INDEX_NAME).is_file():
-        publish(root, root, shard_size=shard_size, executor=executor, progress=progress)
+    if not (root / INDEX_NAME).is_file():  # the build holds OUT's lock
+        publish_into_locked_folder(root, root, shard_size=shard_size, executor=executor, progress=progress)
     for media_dir in [root / "img", root / "chunk", *root.glob("img_*")]:
         shutil.rmtree(media_dir, ignore_errors=True)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from cmav_data import __version__
 from cmav_data.atomic import atomic_path, write_bytes
 from cmav_data.checksum import ContentError, read_verified, sha256_bytes, sha256_file
+from cmav_data.locking import output_lock
 from cmav_data.manifest import EMBEDDED_SCHEMA, METADATA_KEY, PAIR_SCHEMA, SCHEMA_VERSION
 from cmav_data.shards.card import dataset_card
 from cmav_data.shards.index import (
@@ -177,7 +178,22 @@ def publish(
     executor: Executor | None = None,
     progress: bool = True,
 ) -> ShardIndex:
-    """Publish the built dataset at ``dataset_dir`` into ``out_dir``; returns the index written."""
+    """Publish the built dataset at ``dataset_dir`` into ``out_dir``; returns the index written.
+
+    Holds ``out_dir``'s write lock meanwhile: a second publish into it stops with ``OutputLocked``.
+    """
+    with output_lock(out_dir, "publish"):
+        return publish_into_locked_folder(dataset_dir, out_dir, shard_size, executor, progress)
+
+
+def publish_into_locked_folder(
+    dataset_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> ShardIndex:
+    """``publish`` for a caller that holds ``out_dir``'s lock (a build embedding its own media)."""
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     if shard_size <= 0:
         raise ShardsError(f"shard size must be positive, got {shard_size}")
