@@ -126,6 +126,10 @@ def test_smoke_run_end_to_end(tiny_dataset, tmp_path):  # noqa: F811
         with Image.open(run_dir / "figures" / f"{figure}.png") as img:
             assert img.width > 200 and img.height > 100
 
+    key = json.loads((run_dir / "rate_key.json").read_text())  # the blind rating page and its key
+    assert {i["variant"] for i in key["items"]} == {"real", *VARIANTS}
+    assert "S2I-C" not in (run_dir / "rate.html").read_text()
+
     report = (run_dir / "report.md").read_text()
     assert "± 0.000" not in report and "(1 judge training, no interval)" in report
     assert "| S2I-C |" in report and "| I2S |" in report and ", 2 seeds)" in report

@@ -1,0 +1,80 @@
+"""The samples of a run's blind rating page (``rate.html``, ``cmav_data.view.rate``).
+
+For each validation example the report shows: the real image and each S2I variant's image, as PNG;
+the real LMS and each I2S variant's LMS turned into sound by Griffin-Lim (librosa, 32 iterations,
+a fixed random state, the mel filterbank undone by its pseudo-inverse), as WAV. The real sound goes through the same inversion as the generated ones,
+so raters compare models, not the inversion's artefacts against a clean recording.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cmav_data.atomic import write_bytes
+from cmav_data.features.reference import reference_power
+from cmav_data.features.specs import LmsSpec
+from cmav_data.media import wav_bytes
+from cmav_data.view.rate import RatingSample, write_rating_page
+from cmav_models.data import unit_to_lms
+from cmav_models.report import FigureInputs
+
+SAMPLE_DIR = "rate_samples"
+GRIFFIN_LIM_ITERATIONS = 32
+
+
+def _png(image: torch.Tensor) -> bytes:
+    """uint8 or [-1, 1] [3, H, W] -> PNG bytes."""
+    x = image.float() if image.dtype == torch.uint8 else (image.float() + 1) * 127.5
+    array = x.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    out = io.BytesIO()
+    Image.fromarray(array, "RGB").save(out, format="PNG")
+    return out.getvalue()
+
+
+@functools.lru_cache(maxsize=4)
+def _mel_inverse(spec: LmsSpec) -> np.ndarray:
+    """The mel filterbank's pseudo-inverse (librosa's mel_to_stft runs an NNLS: seconds per chunk)."""
+    import librosa
+
+    mel = librosa.filters.mel(sr=spec.sample_rate, n_fft=spec.n_fft, n_mels=spec.n_mels, fmin=spec.fmin,
+                              fmax=spec.fmax, htk=spec.htk, norm=spec.mel_norm)
+    return np.linalg.pinv(mel)
+
+
+def lms_to_wav(lms_db: torch.Tensor, spec: LmsSpec) -> bytes:
+    """An LMS in dB re full scale [1, n_mels, frames] -> a 16-bit WAV of ``spec.n_samples`` samples."""
+    import librosa
+
+    power = reference_power(spec) * 10.0 ** (lms_db.float().squeeze(0).numpy().astype(np.float64) / 10.0)
+    magnitude = np.sqrt(np.maximum(_mel_inverse(spec) @ power, 0.0))
+    audio = librosa.griffinlim(magnitude, n_iter=GRIFFIN_LIM_ITERATIONS, hop_length=spec.hop_length,
+                               window=spec.window, center=spec.center, pad_mode=spec.pad_mode,
+                               length=spec.n_samples, random_state=0)
+    return wav_bytes(np.clip(audio, -1.0, 1.0).astype(np.float32), spec.sample_rate)
+
+
+def write_run_rating_page(run_dir: Path, figures: FigureInputs, spec: LmsSpec) -> tuple[Path, Path]:
+    """Write the run's sample files under ``rate_samples/`` and its ``rate.html`` + ``rate_key.json``."""
+    folder = run_dir / SAMPLE_DIR
+    pairs, samples = figures.examples, []
+
+    def add(name: str, data: bytes, variant: str, kind: str) -> None:
+        write_bytes(folder / name, data)
+        samples.append(RatingSample(str(folder / name), variant, kind))
+
+    for r, pair_id in enumerate(pairs.ids):
+        add(f"{pair_id}-real.png", _png(pairs.images[r]), "real", "image")
+        add(f"{pair_id}-real.wav", lms_to_wav(pairs.lms[r], spec), "real", "audio")
+        for name, generated in sorted(figures.generated.items()):
+            if generated.shape[1] == 3:
+                add(f"{pair_id}-{name}.png", _png(generated[r]), name, "image")
+            else:
+                add(f"{pair_id}-{name}.wav", lms_to_wav(unit_to_lms(generated[r], spec.top_db), spec), name, "audio")
+    return write_rating_page(run_dir, samples, seed=figures.seed,
+                             title="Rate these images and sounds of music performances")
