@@ -55,8 +55,10 @@ def _holder(path: Path) -> str:
 @contextlib.contextmanager
 def output_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
     """Hold the write lock of ``folder`` (created if missing) for the block; raise ``OutputLocked``
-    at once if a live process holds it. Yields the lock file's path (writers must leave it alone)."""
+    at once if a live process holds it. Yields the lock file's path (writers must leave it alone).
+    A folder made here that is still empty on release (a command refused before writing) is removed."""
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     while True:
@@ -85,3 +87,6 @@ def output_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
             os.unlink(path)
         _held_fds.discard(fd)
         os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: something was written, keep it
+                folder.rmdir()
