@@ -1,4 +1,5 @@
-"""The samples of a run's blind rating page (``rate.html``, ``cmav_data.view.rate``).
+"""The HTML pages of a run: ``report.html`` (report.md's content, its figures, and the I2S sounds
+playable beside the real ones) and the blind rating page ``rate.html`` (``cmav_data.view.rate``).
 
 For each validation example the report shows: the real image and each S2I variant's image, as PNG;
 the real LMS and each I2S variant's LMS turned into sound by Griffin-Lim (librosa, 32 iterations,
@@ -16,11 +17,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cmav_data.atomic import write_bytes
+from cmav_data.atomic import write_bytes, write_text
 from cmav_data.features.reference import reference_power
 from cmav_data.features.specs import LmsSpec
 from cmav_data.media import wav_bytes
 from cmav_data.view.rate import RatingSample, write_rating_page
+from cmav_data.view.report_page import audio_table, report_page
 from cmav_models.data import unit_to_lms
 from cmav_models.report import FigureInputs
 
@@ -78,3 +80,17 @@ def write_run_rating_page(run_dir: Path, figures: FigureInputs, spec: LmsSpec) -
                 add(f"{pair_id}-{name}.wav", lms_to_wav(unit_to_lms(generated[r], spec.top_db), spec), name, "audio")
     return write_rating_page(run_dir, samples, seed=figures.seed,
                              title="Rate these images and sounds of music performances")
+
+
+def write_run_pages(run_dir: Path, figures: FigureInputs, spec: LmsSpec) -> None:
+    """report.html (from report.md, written first) and rate.html + rate_key.json."""
+    write_run_rating_page(run_dir, figures, spec)
+    sounds = sorted(n for n, g in figures.generated.items() if g.shape[1] == 1)
+    rows = [(pair_id, [f"{SAMPLE_DIR}/{pair_id}-{n}.wav" for n in ["real", *sounds]])
+            for pair_id in figures.examples.ids]
+    players = audio_table(f"I2S sounds (seed {figures.seed})", ["real LMS", *[f"{n} LMS" for n in sounds]], rows,
+                          "Each LMS (the real one and each generated one) is turned into sound by the same "
+                          f"Griffin-Lim inversion ({GRIFFIN_LIM_ITERATIONS} iterations), so they compare fairly; "
+                          "the real recordings are in the dataset.")
+    markdown = (run_dir / "report.md").read_text(encoding="utf-8")
+    write_text(run_dir / "report.html", report_page(f"cmav-bench run {run_dir.name}", markdown, players))
