@@ -12,6 +12,7 @@ import soundfile as sf
 
 from cmav_data.recipes.suburmp import SubUrmpOptions, build_suburmp
 from cmav_data.shards import publish
+from cmav_data.view import build_view
 from test_view import make_view_dataset
 
 
@@ -55,6 +56,11 @@ def test_a_demo_build_is_published_as_synthetic_with_its_seed_and_sources(tiny_d
     assert all(p["music21"]["corpus_path"] in card for p in demo["pieces"])
     index = json.loads((tmp_path / "hub/index.json").read_text())
     assert index["build"]["source_corpus"]["synthetic"] is True
+    # The viewer on this real build (real JPEG crops, 44.1 kHz stereo chunks) and on its shards.
+    built_view = build_view(tmp_path / "built", progress=False)
+    shards_view = build_view(tmp_path / "hub", tmp_path / "hub_view", progress=False)
+    assert built_view.n_pairs == shards_view.n_pairs == json.loads((tmp_path / "built/build.json").read_text())["n_pairs"]
+    assert (tmp_path / "built/view/index.html").is_file() and shards_view.n_pages == built_view.n_pages
 
 
 def test_a_bad_demo_json_stops_the_build_naming_it(tiny_demo_urmp, tmp_path):
