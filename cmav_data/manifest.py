@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from cmav_data.atomic import atomic_path
 
+SPLITS = ("train", "validation")  # the values of the split column, in the order builds count them
 SCHEMA_VERSION = "2"  # 2: note_coverage and mean_f0 may be null (their annotation file is empty)
 
 PAIR_SCHEMA = pa.schema(

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cmav_data.atomic import atomic_path, write_text
-
-SPLITS = ("train", "validation")
+from cmav_data.manifest import SPLITS
 
 
 def class_table(manifest: pd.DataFrame) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import re
 import pytest
 import soundfile as sf
 
+from cmav_data.recipes.build import RunFlags
 from cmav_data.recipes.suburmp import SubUrmpOptions, build_suburmp
 from cmav_data.shards import publish
 from cmav_data.view import build_view
@@ -44,7 +45,7 @@ def test_datasets_reads_the_image_column_as_image_and_the_snippet_decodes_audio(
 
 
 def test_a_demo_build_is_published_as_synthetic_with_its_seed_and_sources(tiny_demo_urmp, tmp_path):
-    build_suburmp(tiny_demo_urmp, tmp_path / "built", SubUrmpOptions(), progress=False)
+    build_suburmp(tiny_demo_urmp, tmp_path / "built", SubUrmpOptions(), run=RunFlags(progress=False))
     corpus = json.loads((tmp_path / "built/build.json").read_text())["source_corpus"]
     demo = json.loads((tiny_demo_urmp / "demo.json").read_text())
     assert corpus["synthetic"] is True and corpus["generator"] == "cmav-data make-demo-urmp"
@@ -72,5 +73,5 @@ def test_a_bad_demo_json_stops_the_build_naming_it(tiny_demo_urmp, tmp_path):
     shutil.copytree(tiny_demo_urmp, corpus)
     (corpus / "demo.json").write_text("{not json")
     with pytest.raises(BuildError, match=r"demo\.json: not a demo\.json written by make-demo-urmp"):
-        build_suburmp(corpus, tmp_path / "built", SubUrmpOptions(), progress=False)
+        build_suburmp(corpus, tmp_path / "built", SubUrmpOptions(), run=RunFlags(progress=False))
     assert not (tmp_path / "built/manifest.parquet").exists()

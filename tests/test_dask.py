@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cmav_data.parallel import executor_for
+from cmav_data.recipes.build import RunFlags
 from cmav_data.recipes.suburmp import SubUrmpOptions, build_suburmp
 from test_suburmp import _tree_digest, write_odd_crop_table
 
@@ -26,7 +27,7 @@ def odd_crops(tiny_demo_urmp: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def serial_build(tiny_demo_urmp: Path, odd_crops: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("serial") / "out"
-    build_suburmp(tiny_demo_urmp, out, SubUrmpOptions(), crop_table=odd_crops, progress=False)
+    build_suburmp(tiny_demo_urmp, out, SubUrmpOptions(), crop_table=odd_crops, run=RunFlags(progress=False))
     return out
 
 
@@ -37,7 +38,7 @@ def test_dask_build_is_byte_identical(tiny_demo_urmp: Path, odd_crops: Path, ser
         # Workers pin math libraries to one thread.
         assert set(executor.client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values()) == {"1"}
         build_suburmp(tiny_demo_urmp, tmp_path / "out", SubUrmpOptions(), crop_table=odd_crops, executor=executor,
-                      workers=2, progress=False)
+                      run=RunFlags(workers=2, progress=False))
     assert _tree_digest(tmp_path / "out") == _tree_digest(serial_build)
 
 
@@ -52,7 +53,7 @@ def test_killed_worker_is_retried_and_bytes_are_identical(tiny_demo_urmp: Path, 
         def build() -> None:
             try:
                 build_suburmp(tiny_demo_urmp, out, SubUrmpOptions(), crop_table=odd_crops, executor=executor,
-                              progress=False)
+                              run=RunFlags(progress=False))
             except BaseException as e:  # noqa: BLE001 - reported by the assertion below
                 errors.append(e)
 

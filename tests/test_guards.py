@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from cmav_data.locking import LOCK_NAME, OutputLocked, output_lock
-from cmav_data.recipes.build import BuildError
+from cmav_data.recipes.build import BuildError, RunFlags
 from cmav_data.recipes.inis import build_inis
 from cmav_data.recipes.suburmp import build_suburmp
 from urmp_tree import make_piece, write_index
@@ -101,7 +101,7 @@ def tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def built(tree: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("guards_built") / "suburmp"
-    build_suburmp(tree, out, progress=False)
+    build_suburmp(tree, out, run=RunFlags(progress=False))
     return out
 
 
@@ -146,11 +146,11 @@ def test_overwrite_never_deletes_the_input_it_reads(tree: Path, built: Path, pho
                          capture_output=True, text=True)
     _one_line_error(cli, f"{urmp}: OUT is the input URMP_DIR")
     with pytest.raises(BuildError, match="OUT holds the input URMP_DIR"):
-        build_suburmp(urmp, urmp.parent, overwrite=True, progress=False)
+        build_suburmp(urmp, urmp.parent, run=RunFlags(overwrite=True, progress=False))
     with pytest.raises(BuildError, match="OUT is the input --sounds"):
-        build_inis(img, sub, sub, overwrite=True, progress=False)
+        build_inis(img, sub, sub, run=RunFlags(overwrite=True, progress=False))
     with pytest.raises(BuildError, match="OUT is the input IMAGENET_DIR"):
-        build_inis(img, img, sub, overwrite=True, progress=False)
+        build_inis(img, img, sub, run=RunFlags(overwrite=True, progress=False))
     assert {p: _digest(p, exclude=()) for p in (urmp, sub, img)} == before
     assert sibling.read_text() == "mine\n"
 
@@ -160,14 +160,14 @@ def test_out_inside_an_input_or_its_files_is_refused_without_overwrite(tree: Pat
     split_file = tmp_path / "splits.csv"
     split_file.write_text("recording,split\n")
     with pytest.raises(BuildError, match="OUT lies inside the input URMP_DIR"):
-        build_suburmp(tree, tree / "out", progress=False)
+        build_suburmp(tree, tree / "out", run=RunFlags(progress=False))
     assert not (tree / "out").exists()
     with pytest.raises(BuildError, match="OUT holds the input --split-file"):
-        build_suburmp(tree, tmp_path, split_file=split_file, progress=False)
+        build_suburmp(tree, tmp_path, split_file=split_file, run=RunFlags(progress=False))
     link = tmp_path / "link"
     link.symlink_to(built, target_is_directory=True)  # the same folder under another name
     with pytest.raises(BuildError, match="OUT is the input --sounds"):
-        build_inis(photos, link, built, progress=False)
+        build_inis(photos, link, built, run=RunFlags(progress=False))
 
 
 def test_overwrite_deletes_only_a_cmav_build_and_never_through_a_link(tree: Path, built: Path, tmp_path: Path):
@@ -175,20 +175,20 @@ def test_overwrite_deletes_only_a_cmav_build_and_never_through_a_link(tree: Path
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work\n")
     with pytest.raises(BuildError, match="holds no cmav build"):
-        build_suburmp(tree, mine, overwrite=True, progress=False)
+        build_suburmp(tree, mine, run=RunFlags(overwrite=True, progress=False))
     assert (mine / "thesis.tex").read_text() == "years of work\n"
 
     target = _copy(built, tmp_path / "target")
     link = tmp_path / "out-link"
     link.symlink_to(target, target_is_directory=True)
     with pytest.raises(BuildError, match="symbolic link"):
-        build_suburmp(tree, link, overwrite=True, progress=False)
+        build_suburmp(tree, link, run=RunFlags(overwrite=True, progress=False))
     assert _digest(target, exclude=()) == _digest(built, exclude=())
 
     # A cmav build is overwritten (a stray link inside it is removed, not followed).
     out = _copy(built, tmp_path / "again")
     (out / "img" / "link-to-mine").symlink_to(mine, target_is_directory=True)
-    build_suburmp(tree, out, overwrite=True, progress=False)
+    build_suburmp(tree, out, run=RunFlags(overwrite=True, progress=False))
     assert _digest(out) == _digest(built) and (mine / "thesis.tex").exists()
 
 
@@ -267,7 +267,7 @@ def test_build_inis_holds_its_out_lock(built: Path, photos: Path, tmp_path: Path
     holder = _hold_lock(tmp_path / "inis")
     try:
         with pytest.raises(OutputLocked, match=f"pid {holder.pid}"):
-            build_inis(photos, tmp_path / "inis", built, progress=False)
+            build_inis(photos, tmp_path / "inis", built, run=RunFlags(progress=False))
     finally:
         holder.kill()
         holder.wait()
@@ -288,7 +288,7 @@ def test_every_file_written_respects_the_umask(tree: Path, tmp_path: Path, umask
     previous = os.umask(umask)
     try:
         make_demo_urmp(tmp_path / "demo", DemoOptions(pieces=1, seconds=(2.0, 2.0), size=(64, 64)), progress=False)
-        build_suburmp(tree, tmp_path / "sub", progress=False)
+        build_suburmp(tree, tmp_path / "sub", run=RunFlags(progress=False))
         dataset_stats(tmp_path / "sub")  # stats.md and a matplotlib PNG
         extract_features(tmp_path / "sub", make_spec("lms", ()), "fast", progress=False)
         publish(tmp_path / "sub", tmp_path / "hub", progress=False)

@@ -26,7 +26,7 @@ from cmav_data.cli import main
 from cmav_data.corpora.imagenet import ImageNetError, instrument_synsets, resolve_synsets, scan_imagenet
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.manifest import INIS_SCHEMA, REJECTED_SCHEMA, read_metadata
-from cmav_data.recipes.build import BuildError
+from cmav_data.recipes.build import BuildError, RunFlags
 from cmav_data.recipes.inis import (DEFAULT_SYNSETS, InisOptions, build_inis, clean_category, plan_inis,
                                     probe_image)
 from cmav_data.recipes.suburmp import SubUrmpOptions, build_suburmp
@@ -87,7 +87,7 @@ def sounds(tmp_path_factory) -> Path:
         make_piece(urmp, folder, seconds=1.0, size="48x16")
     write_index(urmp)
     out = tmp_path_factory.mktemp("inis_sounds") / "suburmp"
-    build_suburmp(urmp, out, SubUrmpOptions(), progress=False)
+    build_suburmp(urmp, out, SubUrmpOptions(), run=RunFlags(progress=False))
     return out
 
 
@@ -99,7 +99,7 @@ def imagenet(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def built(imagenet: Path, sounds: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("inis_built") / "inis"
-    build_inis(imagenet, out, sounds, OPTIONS, batch_size=4, progress=False)
+    build_inis(imagenet, out, sounds, OPTIONS, batch_size=4, run=RunFlags(progress=False))
     return out
 
 
@@ -322,7 +322,7 @@ def test_workers_resume_and_sounds_per_image_are_deterministic(built: Path, imag
     expected = _tree_digest(built)
     out = tmp_path / "parallel"
     with ProcessPoolExecutor(2) as pool:
-        build_inis(imagenet, out, sounds, OPTIONS, batch_size=4, executor=pool, progress=False)
+        build_inis(imagenet, out, sounds, OPTIONS, batch_size=4, executor=pool, run=RunFlags(progress=False))
     assert _tree_digest(out) == expected
 
     # Interrupt: one unit's rows and media are gone; resume rebuilds exactly that.
@@ -333,15 +333,15 @@ def test_workers_resume_and_sounds_per_image_are_deterministic(built: Path, imag
         (out / p).unlink()
     (out / "manifest.parquet").unlink()
     with pytest.raises(BuildError, match="--resume"):
-        build_inis(imagenet, out, sounds, OPTIONS, batch_size=4, progress=False)
-    build_inis(imagenet, out, sounds, OPTIONS, batch_size=4, resume=True, progress=False)
+        build_inis(imagenet, out, sounds, OPTIONS, batch_size=4, run=RunFlags(progress=False))
+    build_inis(imagenet, out, sounds, OPTIONS, batch_size=4, run=RunFlags(resume=True, progress=False))
     assert _tree_digest(out) == expected
     with pytest.raises(BuildError, match="other inputs or options"):
         build_inis(imagenet, out, sounds, replace(OPTIONS, seed=1), batch_size=4,
-                   resume=True, progress=False)
+                   run=RunFlags(resume=True, progress=False))
 
     three = build_inis(imagenet, tmp_path / "three", sounds, replace(OPTIONS, sounds_per_image=3),
-                       progress=False)
+                       run=RunFlags(progress=False))
     df = pd.read_parquet(three.out / "manifest.parquet")
     assert three.n_pairs == 3 * three.n_images == len(df)
     assert (df.groupby("source_path").sound_id.nunique() == 3).all()
@@ -351,14 +351,14 @@ def test_bad_input_is_reported_with_the_file(built: Path, imagenet: Path, sounds
     not_built = tmp_path / "not_built"
     not_built.mkdir()
     with pytest.raises(BuildError, match="no manifest.parquet"):
-        build_inis(imagenet, tmp_path / "a", not_built, OPTIONS, progress=False)
+        build_inis(imagenet, tmp_path / "a", not_built, OPTIONS, run=RunFlags(progress=False))
     # A Sub-URMP without violins cannot pair violin photos.
     no_violin = tmp_path / "no_violin"
     shutil.copytree(sounds, no_violin)
     table = pq.read_table(sounds / "manifest.parquet")  # keeps the Sub-URMP metadata
     pq.write_table(table.filter(pc.not_equal(table["class_name"], "violin")), no_violin / "manifest.parquet")
     with pytest.raises(BuildError, match="sounds of class violin"):
-        build_inis(imagenet, tmp_path / "b", no_violin, OPTIONS, progress=False)
+        build_inis(imagenet, tmp_path / "b", no_violin, OPTIONS, run=RunFlags(progress=False))
 
     # A damaged chunk: the unit fails naming the file; fault-tolerant builds the rest.
     damaged = tmp_path / "damaged"
@@ -366,8 +366,9 @@ def test_bad_input_is_reported_with_the_file(built: Path, imagenet: Path, sounds
     victim = pd.read_parquet(built / "manifest.parquet").audio_path.iloc[0]
     (damaged / victim).write_bytes(b"RIFF broken")
     with pytest.raises(BuildError, match=re.escape(str(damaged / victim)) + ".*sha256 differs"):
-        build_inis(imagenet, tmp_path / "c", damaged, OPTIONS, batch_size=4, progress=False)
-    result = build_inis(imagenet, tmp_path / "d", damaged, OPTIONS, batch_size=4, fault_tolerant=True, progress=False)
+        build_inis(imagenet, tmp_path / "c", damaged, OPTIONS, batch_size=4, run=RunFlags(progress=False))
+    result = build_inis(imagenet, tmp_path / "d", damaged, OPTIONS, batch_size=4,
+                        run=RunFlags(fault_tolerant=True, progress=False))
     assert len(result.failures) == 1 and 0 < result.n_pairs < 3 * GOOD_PER_CLASS + 1
     assert json.loads((tmp_path / "d/failures.jsonl").read_text())["path"] == str(damaged / victim)
 

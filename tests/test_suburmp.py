@@ -22,7 +22,7 @@ from PIL import Image
 
 from cmav_data.manifest import PAIR_SCHEMA, read_metadata
 from cmav_data.manifests import read_table
-from cmav_data.recipes.build import BuildError
+from cmav_data.recipes.build import BuildError, RunFlags
 from cmav_data.recipes.suburmp import (SubUrmpOptions, build_suburmp, frame_index, held_out_positions,
                                        pair_window_ends_ms, window_ends_ms)
 from urmp_tree import FPS, decode_frame_number, make_piece, write_index, write_tone
@@ -43,7 +43,7 @@ def tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def built(tree: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("built") / "out"
-    build_suburmp(tree, out, SubUrmpOptions(image_size=16), progress=False)
+    build_suburmp(tree, out, SubUrmpOptions(image_size=16), run=RunFlags(progress=False))
     return out
 
 
@@ -247,7 +247,7 @@ def test_identical_takes_are_one_recording_and_split_file(tmp_path: Path):
         make_piece(root, folder, seconds=1.0)
     shutil.copyfile(root / "01_A_vn_va" / "AuSep_2_va_01_A.wav", root / "02_B_vn_va" / "AuSep_2_va_02_B.wav")
     write_index(root)
-    result = build_suburmp(root, tmp_path / "out", progress=False)
+    result = build_suburmp(root, tmp_path / "out", run=RunFlags(progress=False))
     df = pd.read_parquet(result.out / "manifest.parquet")
     violas = sorted(df[df.class_name == "viola"].recording.unique())
     assert violas == ["viola00", "viola01"]  # three viola parts, two takes
@@ -258,7 +258,7 @@ def test_identical_takes_are_one_recording_and_split_file(tmp_path: Path):
     split_file.write_text("recording,split\n" + "\n".join(
         f"{r},{'validation' if r in ('viola00', '04_D_vc_vn/1') else 'train'}"
         for r in ["violin00", "violin01", "violin02", "viola00", "viola01", "cello00", "04_D_vc_vn/1"]) + "\n")
-    result = build_suburmp(root, tmp_path / "out2", split_file=split_file, progress=False)
+    result = build_suburmp(root, tmp_path / "out2", split_file=split_file, run=RunFlags(progress=False))
     df = pd.read_parquet(result.out / "manifest.parquet")
     val = sorted(df[df.split == "validation"].recording.unique())
     assert val == ["cello01", "viola00"]
@@ -385,9 +385,9 @@ def _truncate(path: Path) -> None:
 
 def test_bad_options_and_unrelated_out(tree: Path, built: Path, tmp_path: Path):
     with pytest.raises(BuildError, match="not empty"):
-        build_suburmp(tree, built, progress=False)
+        build_suburmp(tree, built, run=RunFlags(progress=False))
     with pytest.raises(BuildError, match="other inputs or options"):
-        build_suburmp(tree, built, SubUrmpOptions(hop_ms=200), resume=True, progress=False)
+        build_suburmp(tree, built, SubUrmpOptions(hop_ms=200), run=RunFlags(resume=True, progress=False))
     bad = subprocess.run([sys.executable, "-m", "cmav_data.cli", "build-suburmp", str(tree), str(tmp_path / "x"),
                           "--window", "0.0005"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--window" in bad.stderr
@@ -502,7 +502,7 @@ def test_crop_box_outside_the_video_is_a_named_failure(tree: Path, tmp_path: Pat
     table = tmp_path / "crops.csv"
     table.write_text("folder,part,left,top,right,bottom\n01_Tiny_vn_vc,2,48,0,200,40\n")
     with pytest.raises(BuildError, match=r"crop box \(48, 0, 200, 40\).*not inside the 96x40 video"):
-        build_suburmp(tree, tmp_path / "out", crop_table=table, progress=False)
+        build_suburmp(tree, tmp_path / "out", crop_table=table, run=RunFlags(progress=False))
 
 
 def test_wav_bytes_are_libsndfiles():

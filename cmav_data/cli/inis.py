@@ -67,7 +67,7 @@ def build_inis_command(imagenet_dir: Path, out: Path, sounds_dir: Path, synsets:
                        executor_kind: str, scheduler: str | None, resume: bool, overwrite: bool, fault_tolerant: bool, allow_failures: bool, quiet: bool) -> None:
     """Build INIS (ImageNet instrument photos paired with Sub-URMP sounds of the same instrument)."""
     from cmav_data.parallel import executor_for
-    from cmav_data.recipes.build import BuildError
+    from cmav_data.recipes.build import BuildError, RunFlags
     from cmav_data.recipes.inis import DEFAULT_SYNSETS, InisOptions, build_inis
 
     try:
@@ -78,11 +78,11 @@ def build_inis_command(imagenet_dir: Path, out: Path, sounds_dir: Path, synsets:
                               sounds_per_image=sounds_per_image, pair_silent=pair_silent)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    run = RunFlags(resume=resume, overwrite=overwrite, fault_tolerant=fault_tolerant, progress=not quiet, workers=jobs)
     with one_line_errors(BuildError, rerun="run it again with --resume"), \
          executor_for(jobs, executor_kind, scheduler) as executor:
         result = build_inis(imagenet_dir, out, sounds_dir, options, labels=labels, keep_list=keep_list,
-                            drop_list=drop_list, batch_size=batch_size, executor=executor, resume=resume,
-                            overwrite=overwrite, fault_tolerant=fault_tolerant, progress=not quiet)
+                            drop_list=drop_list, batch_size=batch_size, executor=executor, run=run)
     n_train = sum(c["train"] for c in result.counts.values())
     click.echo(f"{result.n_images} photos, {result.n_pairs} pairs ({n_train} train, {result.n_pairs - n_train} "
                f"validation), {result.n_rejected} rejected, in {result.out} ({result.seconds:.1f} s)")

@@ -1,4 +1,4 @@
-"""`cmav-data` commands: suburmp (thin shims over the library)."""
+"""`cmav-data` commands: build-suburmp (a thin shim over cmav_data.recipes.suburmp)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def build_suburmp_command(urmp_dir: Path, out: Path, sample_rate: int, window: f
                           resume: bool, overwrite: bool, fault_tolerant: bool, allow_failures: bool, quiet: bool) -> None:
     """Build Sub-URMP (image/sound pairs of one player) from a URMP tree, in the published layout."""
     from cmav_data.parallel import executor_for
-    from cmav_data.recipes.build import BuildError
+    from cmav_data.recipes.build import BuildError, RunFlags
     from cmav_data.recipes.membership import MembershipRequest, describe
     from cmav_data.recipes.suburmp import SubUrmpOptions, build_suburmp
     from cmav_data.shards.index import ShardsError, parse_size
@@ -82,12 +82,11 @@ def build_suburmp_command(urmp_dir: Path, out: Path, sample_rate: int, window: f
         shard_bytes = parse_size(shard_size)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    run = RunFlags(resume=resume, overwrite=overwrite, fault_tolerant=fault_tolerant, progress=not quiet, workers=jobs)
     with one_line_errors(BuildError, ShardsError, rerun="run it again with --resume"), \
          executor_for(jobs, executor_kind, scheduler) as executor:
-        result = build_suburmp(urmp_dir, out, options, split_file=split_file, crop_table=crop_table,
-                               executor=executor, resume=resume, overwrite=overwrite,
-                               fault_tolerant=fault_tolerant, embed=embed, shard_size=shard_bytes,
-                               workers=jobs, progress=not quiet, membership=request)
+        result = build_suburmp(urmp_dir, out, options, split_file=split_file, crop_table=crop_table, embed=embed,
+                               shard_size=shard_bytes, membership=request, executor=executor, run=run)
     n_train = sum(c["train"] for c in result.counts.values())
     click.echo(result.membership["statement"])
     click.echo(f"{result.n_pairs} pairs ({n_train} train, {result.n_pairs - n_train} validation) "
@@ -95,24 +94,3 @@ def build_suburmp_command(urmp_dir: Path, out: Path, sample_rate: int, window: f
     if result.membership["mode"] != "all":
         click.echo(describe(result.membership))
     report_failures(result.warnings, result.failures, result.out, allow_failures, "recording")
-
-
-@main.command("stats", epilog="""\b
-Example:
-  cmav-data stats demo/suburmp     # prints the table, writes stats.md and contact_sheet.png
-""")
-@click.argument("dataset", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--per-class", type=click.IntRange(min=1), default=2, help="Pairs per class on the contact sheet.")
-def stats_command(dataset: Path, per_class: int) -> None:
-    """Per-class train/validation counts of a built dataset, and a contact sheet of its pairs."""
-    from cmav_data.stats import dataset_stats, membership_line, to_markdown
-
-    try:
-        table, md, sheet = dataset_stats(dataset, per_class=per_class)
-        line = membership_line(dataset)
-    except (FileNotFoundError, ValueError) as e:
-        raise click.ClickException(str(e)) from None
-    if line:
-        click.echo(line + "\n")
-    click.echo(to_markdown(table))
-    click.echo(f"\nwrote {md} and {sheet}")

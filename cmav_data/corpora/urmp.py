@@ -3,8 +3,8 @@
 Origin: B. Li, X. Liu, K. Dinesh, Z. Duan, G. Sharma, "Creating a Multitrack Classical Music
 Performance Dataset for Multimodal Music Analysis: Challenges, Insights, and Applications",
 IEEE Transactions on Multimedia 21(2), 2019. https://labsites.rochester.edu/air/projects/URMP.html
-License: CC BY-NC-SA 4.0 (as distributed by the authors). The corpus is not downloadable from here;
-``cmav-data make-demo-urmp`` generates a corpus in exactly this layout.
+License: CC BY-NC-SA 4.0 (as distributed by the authors; ``LICENSE_INFO``, citation ``BIBTEX``). The
+corpus is not downloadable from here; ``cmav-data make-demo-urmp`` generates a corpus in exactly this layout.
 
 Layout: 44 piece folders ``NN_Name_i1_i2..`` (11 duets, 12 trios, 14 quartets, 7 quintets; 149
 separated tracks). In each: ``AuMix_<folder>.wav`` (mix), ``AuSep_K_iK_NN_Name.wav`` (separated
@@ -42,6 +42,16 @@ from cmav_data.manifests import reference_path
 from cmav_data.media import AudioInfo, MediaError, probe_audio, probe_video, read_audio_mono
 from cmav_data.progress import progress_map
 
+BIBTEX = """@article{li2019urmp,
+  title   = {Creating a Multitrack Classical Music Performance Dataset for Multimodal Music
+             Analysis: Challenges, Insights, and Applications},
+  author  = {Li, Bochen and Liu, Xinzhao and Dinesh, Karthik and Duan, Zhiyao and Sharma, Gaurav},
+  journal = {IEEE Transactions on Multimedia},
+  volume  = {21}, number = {2}, pages = {522--535},
+  year    = {2019}
+}"""
+LICENSE_INFO = ("Creative Commons Attribution-NonCommercial-ShareAlike 4.0 (CC BY-NC-SA 4.0), as distributed "
+                "by the authors.")
 URMP_SAMPLE_RATE = 48_000
 CORPUS_INDEX_NAME = "cmav_index.csv"
 COMMITTED_INDEX = reference_path("urmp_index.csv")

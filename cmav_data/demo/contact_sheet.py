@@ -8,17 +8,15 @@ that player's column, so one can check at a glance that the pictures follow the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cmav_data.atomic import atomic_path
+from cmav_data.demo.scores import PieceResult
 from cmav_data.demo.video import FPS, frame_count
 from cmav_data.layout import player_box
-
-if TYPE_CHECKING:
-    from cmav_data.demo.corpus import PieceResult
 
 TILE_WIDTH = 480
 LABEL_HEIGHT = 26
@@ -36,7 +34,7 @@ def sounding(notes, t: float):
     return next((n for n in notes if n.onset <= t < n.onset + n.duration), None)
 
 
-def chosen_frames(result: "PieceResult", count: int = 4) -> list[int]:
+def chosen_frames(result: PieceResult, count: int = 4) -> list[int]:
     """In each of ``count`` equal spans of the piece, the first frame where most players sound."""
     n_frames = frame_count(result.excerpt.seconds)
     chosen = []
@@ -60,7 +58,7 @@ def decode_frames(video: Path, wanted: Sequence[int]) -> dict[int, np.ndarray]:
     return out
 
 
-def write_contact_sheet(path: Path, corpus_dir: Path, results: Sequence["PieceResult"]) -> None:
+def write_contact_sheet(path: Path, corpus_dir: Path, results: Sequence[PieceResult]) -> None:
     result = max(results, key=lambda r: len(r.plan.instruments))  # first of the largest ensembles
     wanted = chosen_frames(result)
     decoded = decode_frames(corpus_dir / result.plan.folder / f"Vid_{result.plan.folder}.mp4", wanted)

@@ -18,15 +18,13 @@ import math
 import re
 import shutil
 from concurrent.futures import Executor, as_completed
-from dataclasses import asdict, dataclass
-from importlib import metadata
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from tqdm import tqdm
 
-from cmav_data import __version__
 from cmav_data.atomic import write_bytes, write_text
 from cmav_data.checksum import sha256_file
 from cmav_data.demo.contact_sheet import write_contact_sheet
@@ -35,21 +33,16 @@ from cmav_data.demo.plan import DemoOptions, PiecePlan, plan_corpus
 from cmav_data.demo.players import Look, player_look
 from cmav_data.demo.render import (F0_HOP, f0_text, gain_beside, level_parts, mix_gain, notes_text, render_parts,
                                    score_midi, soundfont_path, write_wav)
-from cmav_data.demo.scores import Excerpt, load_excerpt
+from cmav_data.demo.scores import Excerpt, PieceResult, load_excerpt
 from cmav_data.demo.video import encode, frame_count, frames
 from cmav_data.manifests import read_table
+from cmav_data.versions import ffmpeg_binary_version, package_versions
 
 FOLDER_RE = re.compile(r"^(\d{2})_([A-Za-z0-9]+)((?:_[a-z]+)+)$")
 INDEX_NAME = "cmav_index.csv"
 # Written before the first piece: a folder with it (or with demo.json) is a demo corpus of ours, so
 # --force may replace its piece folders; any other non-empty folder (a real URMP copy) is never touched.
 MARKER_NAME = ".cmav-demo"
-
-
-@dataclass(frozen=True)
-class PieceResult:
-    plan: PiecePlan
-    excerpt: Excerpt
 
 
 def part_stem(plan: PiecePlan, part: int) -> str:
@@ -119,13 +112,8 @@ def index_csv(plans: list[PiecePlan]) -> str:
     return buf.getvalue()
 
 
-def _versions() -> dict[str, str]:
-    import imageio_ffmpeg
-
-    out = {"cmav": __version__, "ffmpeg": imageio_ffmpeg.get_ffmpeg_version()}
-    for dist in ("music21", "pretty_midi", "tinysoundfont", "numpy", "soundfile", "pillow"):
-        out[dist] = metadata.version(dist)
-    return out
+# What demo.json records under "versions" (sorted there); "ffmpeg" is the program that encodes the videos.
+DEMO_PACKAGES = ("cmav", "ffmpeg", "music21", "pretty_midi", "tinysoundfont", "numpy", "soundfile", "pillow")
 
 
 def _take_of(plan: PiecePlan, part: int) -> Optional[str]:
@@ -139,7 +127,7 @@ def demo_json(options: DemoOptions, results: list[PieceResult]) -> str:
     doc = {
         "generator": "cmav-data make-demo-urmp",
         "options": asdict(options),
-        "versions": _versions(),
+        "versions": package_versions(DEMO_PACKAGES, ffmpeg=ffmpeg_binary_version),
         "soundfont": {"file": sf2.name, "sha256": sha256_file(sf2)},
         "audio": {"sample_rate": 48000, "subtype": "PCM_24", "channels": 1},
         "video": {"fps": "30000/1001", "codec": "h264", "pix_fmt": "yuv420p", "size": list(options.size)},

@@ -48,6 +48,14 @@ class Excerpt:
     folded_notes: tuple[int, ...]  # per part, notes folded by extra octaves to fit the range
 
 
+@dataclass(frozen=True)
+class PieceResult:
+    """A rendered piece: its plan and the excerpt it was rendered from (for demo.json and the contact sheet)."""
+
+    plan: PiecePlan
+    excerpt: Excerpt
+
+
 def _parse(corpus_path: str):
     from music21 import corpus  # heavy import, only where scores are read
 

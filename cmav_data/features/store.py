@@ -37,7 +37,6 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -54,6 +53,7 @@ from cmav_data.features.specs import FeatureSpec, spec_from_dict
 from cmav_data.locking import output_lock
 from cmav_data.manifest import ManifestError, read_manifest, read_metadata, table_metadata, write_table
 from cmav_data.progress import progress_map
+from cmav_data.versions import package_versions
 
 BACKENDS = ("reference", "fast")
 SHARD_SIZE = 512  # pairs per shard: bounds each worker's memory (an STFT shard is ~90 MB)
@@ -121,13 +121,7 @@ class ExtractResult:
 
 def library_versions() -> dict[str, str]:
     """Versions of the packages that compute features ("absent" for the optional pyFFTW)."""
-    versions = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            versions[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
+    return package_versions(VERSIONED_PACKAGES)
 
 
 def _digest(payload: Any) -> str:

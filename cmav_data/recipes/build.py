@@ -31,14 +31,29 @@ import pyarrow.parquet as pq
 
 from cmav_data.atomic import sweep_temporaries, write_text
 from cmav_data.locking import LOCK_NAME, output_lock
-from cmav_data.manifest import write_table
+from cmav_data.manifest import SPLITS, write_table
+from cmav_data.versions import package_versions, pyav_ffmpeg_version
 
 STATE_DIR = ".cmav-build"
 BUILD_RECORD = "build.json"
+# What build.json records under "versions", in this order; "ffmpeg" is PyAV's, which decodes the videos.
+BUILD_PACKAGES = ("cmav", "python", "numpy", "pyarrow", "av", "ffmpeg", "pillow", "soundfile", "libsndfile", "soxr",
+                  "simplejpeg")
 
 
 class BuildError(Exception):
     """A build that cannot start or go on; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RunFlags:
+    """How a build runs, apart from what it builds: none of these is part of the plan or the output's bytes."""
+
+    resume: bool = False  # finish an interrupted build in OUT (same inputs and options)
+    overwrite: bool = False  # delete the cmav build in OUT first (``BuildDir.start``)
+    fault_tolerant: bool = False  # build what can be built; failed units go to failures.jsonl
+    progress: bool = True  # progress bars on stderr
+    workers: int = 1  # units the executor runs at once (build-suburmp plans FFmpeg's threads by it)
 
 
 @dataclass(frozen=True)
@@ -91,7 +106,7 @@ def guarded_build(command: str, out: str, inputs: Mapping[str, str]) -> Callable
             check_out_dir(out_dir, {label: bound.arguments.get(param) for param, label in inputs.items()})
             if os.path.islink(out_dir) and not os.path.isdir(out_dir):
                 raise BuildError(f"{out_dir}: OUT is a symbolic link to nothing")
-            if os.path.islink(out_dir) and bound.arguments.get("overwrite"):
+            if os.path.islink(out_dir) and bound.arguments.get("run", RunFlags()).overwrite:
                 raise BuildError(f"{out_dir}: OUT is a symbolic link; --overwrite never deletes through one: "
                                  "pass the folder it points to")
             with output_lock(out_dir, command):
@@ -177,10 +192,15 @@ def _remove_entries(entries: list[Path]) -> None:
             entry.unlink()
 
 
-def split_counts(table: pa.Table, splits: tuple[str, ...] = ("train", "validation")) -> dict[str, dict[str, int]]:
+def build_versions() -> dict[str, str | None]:
+    """The versions a build records in build.json (``BUILD_PACKAGES``)."""
+    return package_versions(BUILD_PACKAGES, ffmpeg=pyav_ffmpeg_version)
+
+
+def split_counts(table: pa.Table) -> dict[str, dict[str, int]]:
     """class_name -> split -> rows of a manifest (for build.json)."""
     classes = table.column("class_name").to_pylist()
-    counts: dict[str, dict[str, int]] = {c: {s: 0 for s in splits} for c in sorted(set(classes))}
+    counts: dict[str, dict[str, int]] = {c: {s: 0 for s in SPLITS} for c in sorted(set(classes))}
     for c, s in zip(classes, table.column("split").to_pylist()):
         counts[c][s] += 1
     return counts

@@ -59,8 +59,8 @@ from cmav_data.images import crop_square, encode_jpeg, pad_square
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.manifest import INIS_SCHEMA, REJECTED_SCHEMA, read_metadata, table_metadata, write_table
 from cmav_data.progress import progress_map
-from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, guarded_build, split_counts
-from cmav_data.recipes.suburmp import SPLITS, versions
+from cmav_data.recipes.build import (BuildDir, BuildError, RunFlags, UnitFailure, build_versions, guarded_build,
+                                     split_counts)
 
 DEFAULT_SYNSETS = ("n02804610", "n02992211", "n03372029", "n04141076", "n04487394")  # bassoon cello flute sax trombone
 GRAY_TOLERANCE = 3  # max channel difference (0-255) on a 32x32 thumbnail for an RGB file to count as gray
@@ -430,16 +430,15 @@ class InisResult:
 def build_inis(imagenet_dir: str | os.PathLike, out_dir: str | os.PathLike, suburmp_dir: str | os.PathLike,
                options: InisOptions = InisOptions(), *, labels: str | os.PathLike | None = None,
                keep_list: str | os.PathLike | None = None, drop_list: str | os.PathLike | None = None,
-               batch_size: int = 256, executor: Executor | None = None, resume: bool = False,
-               overwrite: bool = False, fault_tolerant: bool = False, progress: bool = True) -> InisResult:
+               batch_size: int = 256, executor: Executor | None = None, run: RunFlags = RunFlags()) -> InisResult:
     """Build INIS from a local ImageNet copy and a built Sub-URMP. See the module docstring.
 
     Raises BuildError on bad input; a unit that fails (a source changed, a chunk missing) raises too
-    unless ``fault_tolerant``, in which case the rest is built and failures go to ``failures.jsonl``.
+    unless ``run.fault_tolerant``, in which case the rest is built and failures go to ``failures.jsonl``.
     """
     started = time.perf_counter()
     plan = plan_inis(imagenet_dir, suburmp_dir, options, labels=labels, keep_list=keep_list, drop_list=drop_list,
-                     batch_size=batch_size, executor=executor, progress=progress)
+                     batch_size=batch_size, executor=executor, progress=run.progress)
     build = BuildDir(out_dir)
     build.start({
         "kind": "inis",
@@ -447,13 +446,13 @@ def build_inis(imagenet_dir: str | os.PathLike, out_dir: str | os.PathLike, subu
         "sounds_manifest_sha256": plan.sounds_sha256,
         "units": [{"name": u.name, "images": [[i.source_path, i.sha256, i.split, [s.id for s in i.sounds]]
                                                for i in u.images]} for u in plan.units],
-    }, resume=resume, overwrite=overwrite)
+    }, resume=run.resume, overwrite=run.overwrite)
 
     jobs = [_UnitJob(u, str(Path(imagenet_dir)), str(Path(suburmp_dir)), str(build.root), options)
             for u in plan.units if not build.is_done(u.name)]
     failures = []
-    for failure in progress_map(_build_unit, jobs, executor, desc="build-inis", unit="batch", enabled=progress):
-        if failure and not fault_tolerant:
+    for failure in progress_map(_build_unit, jobs, executor, desc="build-inis", unit="batch", enabled=run.progress):
+        if failure and not run.fault_tolerant:
             raise BuildError(f"bad input (--fault-tolerant builds the rest): {failure}")
         if failure:
             failures.append(failure)
@@ -463,7 +462,7 @@ def build_inis(imagenet_dir: str | os.PathLike, out_dir: str | os.PathLike, subu
     rejected = pa.Table.from_pylist([asdict(r) for r in plan.rejected], schema=REJECTED_SCHEMA)
     write_table(rejected, build.root / "rejected.parquet", table_metadata("inis-rejected", asdict(options)))
     build.write_failures(failures)
-    counts = split_counts(table, SPLITS)
+    counts = split_counts(table)
     by_reason: dict[str, int] = {}
     for r in plan.rejected:
         by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
@@ -484,7 +483,7 @@ def build_inis(imagenet_dir: str | os.PathLike, out_dir: str | os.PathLike, subu
         "counts": counts,
         "failures": len(failures),
         "warnings": plan.warnings,
-        "versions": versions(),
+        "versions": build_versions(),
         "seconds": round(seconds, 3),
     }, indent=2) + "\n")
     return InisResult(build.root, n_images, table.num_rows, len(plan.rejected), counts, failures, plan.warnings, seconds)

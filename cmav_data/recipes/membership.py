@@ -35,13 +35,13 @@ from typing import Callable, Iterable
 import numpy as np
 
 from cmav_data.instruments import CLASS_NAMES
+from cmav_data.manifest import SPLITS
 from cmav_data.manifests import read_table
 from cmav_data.media import MediaError, read_audio_mono
 
 PUBLISHED_TABLE = "suburmp_published_recordings.csv"
 URMP_INDEX = "urmp_index.csv"
 COLUMNS = ("split", "instrument", "recording_idx", "pairs", "first_t", "last_t")
-SPLITS = ("train", "validation")
 MODES = ("auto", "release", "all")
 NOT_THE_RELEASE = "Sub-URMP-style, not the release"
 AUDIO_MATCH = 0.9  # in the tests the same take resampled otherwise correlates above 0.99, other tracks below 0.3

@@ -3,7 +3,8 @@
 Origin: L. Chen, S. Srivastava, Z. Duan, C. Xu, "Deep Cross-Modal Audio-Visual Generation",
 ACM Multimedia Thematic Workshops 2017 (arXiv:1704.08292). The published release has 13 classes,
 72 recordings, 80,805 pairs (71,230 train / 9,575 validation); its per-recording facts are committed
-in ``manifests/suburmp_published_recordings.csv``. Sources: URMP (CC BY-NC-SA 4.0).
+in ``manifests/suburmp_published_recordings.csv``. Sources: URMP (CC BY-NC-SA 4.0). Citation and terms:
+``BIBTEX``, ``LICENSE_INFO`` (with ``cmav_data.corpora.urmp``'s for URMP itself).
 
 Conventions (the published release's, the defaults here):
 - a recording is one player's separated track (``AuSep``); byte-identical tracks that appear in two
@@ -47,7 +48,6 @@ import csv
 import io
 import json
 import os
-import platform
 import shutil
 import time
 from collections import defaultdict, deque
@@ -64,24 +64,33 @@ from av.video.reformatter import Colorspace
 from PIL import Image
 from tqdm import tqdm
 
-import cmav_data
 from cmav_data.atomic import write_bytes, write_text
 from cmav_data.checksum import sha256_bytes, sha256_file
+from cmav_data.corpora.urmp import LICENSE_INFO as URMP_LICENSE_INFO
 from cmav_data.corpora.urmp import (MISSING_FILE, Part, Piece, UrmpError, annotation_problem, channels_problem,
                                     load_urmp, read_f0s, read_notes, sample_rate_problem)
 from cmav_data.images import crop_planes, encode_jpeg, encode_jpeg_planes, encode_jpeg_rgb, pad_square
 from cmav_data.instruments import CLASS_NAMES
 from cmav_data.layout import player_box
-from cmav_data.manifest import PAIR_SCHEMA, table_metadata, write_table
+from cmav_data.manifest import PAIR_SCHEMA, SPLITS, table_metadata, write_table
 from cmav_data.manifests import reference_path
 from cmav_data.media import MediaError, probe_audio, probe_video, read_audio_mono, resample, wav_bytes
 from cmav_data.progress import progress_map
-from cmav_data.recipes.build import BuildDir, BuildError, UnitFailure, guarded_build, split_counts
+from cmav_data.recipes.build import (BuildDir, BuildError, RunFlags, UnitFailure, build_versions, guarded_build,
+                                     split_counts)
 from cmav_data.recipes.membership import (Candidate, Membership, MembershipError, MembershipRequest, choose_mode,
                                           match_by_duration, membership_csv, published_table, read_table_file,
                                           settle_by_audio, summary)
 
-SPLITS = ("train", "validation")
+BIBTEX = """@inproceedings{chen2017deep,
+  title     = {Deep Cross-Modal Audio-Visual Generation},
+  author    = {Chen, Lele and Srivastava, Sudhanshu and Duan, Zhiyao and Xu, Chenliang},
+  booktitle = {Proceedings of the Thematic Workshops of ACM Multimedia 2017},
+  pages     = {349--357},
+  year      = {2017}
+}"""
+# Sub-URMP's media are cut from URMP's recordings; cmav has not found a licence of the release's own.
+LICENSE_INFO = f"Cut from URMP's recordings, so under URMP's terms: {URMP_LICENSE_INFO}"
 FRAME_RULES = ("start", "end")
 FRAME_RULE_TEXT = {
     "start": "the first frame shown at or after the window's start: frame ceil((t - window) * fps) from 0 "
@@ -676,18 +685,17 @@ class BuildResult:
                inputs={"urmp_dir": "URMP_DIR", "split_file": "--split-file", "crop_table": "--crop-table"})
 def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, options: SubUrmpOptions = SubUrmpOptions(),
                   *, split_file: str | os.PathLike | None = None, crop_table: str | os.PathLike | None = None,
-                  executor: Executor | None = None, resume: bool = False, overwrite: bool = False,
-                  fault_tolerant: bool = False, embed: bool = False, shard_size: int = 256 * 10**6,
-                  workers: int = 1, progress: bool = True,
-                  membership: MembershipRequest = MembershipRequest()) -> BuildResult:
+                  embed: bool = False, shard_size: int = 256 * 10**6,
+                  membership: MembershipRequest = MembershipRequest(), executor: Executor | None = None,
+                  run: RunFlags = RunFlags()) -> BuildResult:
     """Build Sub-URMP from a URMP tree into ``out_dir``. See the module docstring for conventions.
 
-    ``workers``: how many pieces the executor runs at once. Pieces go longest first; with one
+    ``run.workers``: how many pieces the executor runs at once. Pieces go longest first; with one
     worker, FFmpeg decodes on every core; with several, each decodes on one thread (frame threads
     cost about 20% more CPU per frame) except the last ``workers`` pieces, whose threads fill the
     cores that the finished pieces free. Neither changes the output.
 
-    Raises BuildError on the first bad input unless ``fault_tolerant``, in which case the rest is
+    Raises BuildError on the first bad input unless ``run.fault_tolerant``, in which case the rest is
     built and the failures are returned (and written to ``failures.jsonl``).
     With ``embed`` the media end up inside Parquet shards (``data/<split>-NNNNN-of-NNNNN.parquet``,
     ``index.json``: the layout ``cmav-data publish`` writes) instead of one file per image and sound.
@@ -697,9 +705,9 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
     if embed and options.image_size:
         raise BuildError("--embed stores each pair's crop only; drop --image-size and resize when loading")
     started = time.perf_counter()
-    plan = plan_suburmp(urmp_dir, options, split_file, crop_table, executor, progress, membership)
+    plan = plan_suburmp(urmp_dir, options, split_file, crop_table, executor, run.progress, membership)
     corpus = source_corpus(urmp_dir)  # read before the build, so a bad demo.json stops it at once
-    if plan.failures and not fault_tolerant:
+    if plan.failures and not run.fault_tolerant:
         raise BuildError("bad input (--fault-tolerant builds the rest):\n" + "\n".join(f"  {f}" for f in plan.failures))
     build = BuildDir(out_dir)
     plan_record = {
@@ -710,7 +718,7 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
                         "video_sha256": r.video_sha256, "crop": r.crop} for r in plan.recordings],
         "embed": {"shard_size": shard_size} if embed else None,
     }
-    build.start(plan_record, resume=resume, overwrite=overwrite)
+    build.start(plan_record, resume=run.resume, overwrite=run.overwrite)
     if plan.membership is not None:
         write_text(build.root / "membership.csv", membership_csv(plan.membership, plan.tracks))
 
@@ -722,18 +730,18 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
     probes = {video: probe_video(video) for video in sorted(by_video)}
     longest_first = sorted(by_video, key=lambda video: (-probes[video].n_frames, video))
     for i, video in enumerate(longest_first):
-        alone_at_the_end = workers == 1 or i >= len(longest_first) - workers
+        alone_at_the_end = run.workers == 1 or i >= len(longest_first) - run.workers
         jobs.append(_PieceJob(str(build.root), video, probes[video].fps, tuple(by_video[video]), options,
                               decode_threads=0 if alone_at_the_end else 1))
     failures = list(plan.failures)
     n_done = sum(build.is_done(r.name) for r in plan.recordings)
     with tqdm(total=len(plan.recordings), initial=n_done, desc="recordings", unit="rec", position=0,
-              disable=not progress, dynamic_ncols=True) as recs_bar, \
+              disable=not run.progress, dynamic_ncols=True) as recs_bar, \
          tqdm(total=sum(len(r.window_ends_ms) for r in plan.recordings), desc="pairs", unit="pair", position=1,
-              disable=not progress, dynamic_ncols=True) as pairs_bar:
+              disable=not run.progress, dynamic_ncols=True) as pairs_bar:
         pairs_bar.update(sum(len(r.window_ends_ms) for r in plan.recordings if build.is_done(r.name)))
         for job, job_failures in zip(jobs, progress_map(_build_piece, jobs, executor, enabled=False)):
-            if job_failures and not fault_tolerant:
+            if job_failures and not run.fault_tolerant:
                 raise BuildError("bad input (--fault-tolerant builds the rest):\n" + "\n".join(f"  {f}" for f in job_failures))
             failures.extend(job_failures)
             recs_bar.set_postfix_str(Path(job.video).parent.name, refresh=False)
@@ -763,25 +771,12 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
                         "also_in": list(r.also_in)} for r in plan.recordings],
         "failures": len(failures),
         "warnings": plan.warnings,
-        "versions": versions(),
+        "versions": build_versions(),
         "seconds": round(seconds, 3),
     }, indent=2) + "\n")
     if embed:
-        _embed_media(build.root, shard_size, executor, progress)
+        _embed_media(build.root, shard_size, executor, run.progress)
     return BuildResult(build.root, table.num_rows, counts, failures, plan.warnings, seconds, membership_entry)
-
-
-def versions() -> dict[str, str]:
-    import PIL
-    import simplejpeg
-    import soundfile
-    import soxr
-
-    return {"cmav": cmav_data.__version__, "python": platform.python_version(), "numpy": np.__version__,
-            "pyarrow": pa.__version__, "av": av.__version__, "ffmpeg": av.library_versions.get("libavcodec") and
-            ".".join(map(str, av.library_versions["libavcodec"])), "pillow": PIL.__version__,
-            "soundfile": soundfile.__version__, "libsndfile": soundfile.__libsndfile_version__, "soxr": soxr.__version__,
-            "simplejpeg": simplejpeg.__version__}
 
 
 def _embed_media(root: Path, shard_size: int, executor: Executor | None, progress: bool) -> None:
