@@ -30,6 +30,10 @@ demo: setup
 	$(BIN)/cmav-data stats $(DEMO)/suburmp
 	$(BIN)/cmav-data compare-features $(DEMO)/suburmp --fast -j $(JOBS)
 	$(BIN)/cmav-bench run --suite fast --data $(DEMO)/suburmp --out runs --jobs $(JOBS)
+	$(BIN)/cmav-data view $(DEMO)/suburmp -j $(JOBS)
+	@echo "Open in a browser (from disk, or serve with python -m http.server):"
+	@echo "  the viewer:  $(DEMO)/suburmp/view/index.html"
+	@echo "  the report:  runs/fast-*/report.html  (blind rating page: runs/fast-*/rate.html)"
 
 test: setup
 	$(BIN)/python -m pytest -n 2 -q -rs

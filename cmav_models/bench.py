@@ -64,6 +64,7 @@ from cmav_models.data import (DatasetError, LoadOptions, Pairs, image_to_unit, l
 from cmav_models.image_classifier import ImageCNN, ImageCNNConfig
 from cmav_models.judges import Judges, JudgesError, JudgeSpec, load_judges, train_judges
 from cmav_models.metrics import ItemScores, Scored, UnknownMetricError, get_metric
+from cmav_models.run_pages import write_run_pages
 from cmav_models.report import FigureInputs, example_rows, write_report
 from cmav_models.sound_autoencoder import SoundAutoencoder, SoundAutoencoderConfig
 from cmav_models.sound_classifier import SoundCNN, SoundCNNConfig
@@ -707,7 +708,9 @@ def run_bench(data_dir: str | os.PathLike, out_dir: str | os.PathLike, config: B
                   data.validation.labels[rows], data.validation.images[rows], data.validation.lms[rows],
                   data.validation.pitch_position[rows])
     history = {**{f"judge {k}": v for k, v in judges.history.items()}, **per_seed[first]["history"]}
-    write_report(run_dir, payload, FigureInputs(shown, examples["generated"], config.load.lms, first, history))
+    figures = FigureInputs(shown, examples["generated"], config.load.lms, first, history)
+    write_report(run_dir, payload, figures)
+    write_run_pages(run_dir, figures, config.load.lms)  # report.html, rate.html + rate_key.json
     return RunResult(run_dir, payload)
 
 

@@ -205,3 +205,33 @@ def compare_features_command(dataset, out, fast, kinds, depths, poolings, seeds,
     click.echo(results["table_markdown"], nl=False)
     run = results["run"]
     click.echo(f"{run['cells_trained']} model(s) trained, {run['cells_reused']} reused from earlier runs")
+
+
+EPILOG_RATINGS = """\b
+Example (two raters scored runs/fast-1a2b/rate.html and sent back their exports):
+  cmav-bench ratings runs/fast-1a2b ratings-alice.csv ratings-bob.csv
+\b
+Joins the CSVs with RUN/rate_key.json (the hidden key beside rate.html), prints the mean
+score per variant with a 95% interval (cluster bootstrap over samples) and the raters'
+agreement (Krippendorff's alpha, interval metric), and writes RUN/ratings.json.
+"""
+
+
+@main.command("ratings", epilog=EPILOG_RATINGS)
+@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
+@click.argument("csv_files", metavar="CSV...", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def ratings(run_dir: str, csv_files: tuple[str, ...]) -> None:
+    """Mean human score per variant and rater agreement, from raters' CSVs of RUN's rate.html."""
+    import json
+    from pathlib import Path
+
+    from cmav_data.atomic import write_text
+    from cmav_models.ratings import RatingsError, format_summary, read_key, read_ratings, summarize_ratings
+
+    try:
+        key = read_key(run_dir)
+        summary = summarize_ratings(key, read_ratings(list(csv_files), key))
+    except RatingsError as err:
+        raise click.ClickException(str(err)) from None
+    write_text(Path(run_dir) / "ratings.json", json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n")
+    click.echo(format_summary(summary), nl=False)

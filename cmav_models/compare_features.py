@@ -24,7 +24,7 @@ Reruns reuse finished work: each trained cell writes ``cells/<key>.json``, the k
 recipe, the cell, the inputs (feature cache key, the split rule, standardisation) and the device
 type; the same command again trains nothing.
 
-Outputs in the output folder: ``results.json``, ``results.md`` (one table per pooling),
+Outputs in the output folder: ``results.json``, ``results.md`` (one table per pooling) and ``results.html`` (the same, with the figures),
 ``heatmap_<pooling>.png`` and ``confusion_counts.png`` / ``confusion_normalized.png`` of the chosen
 cell on the held-out split (summed over its seeds). Everything but ``run`` (cells trained or reused,
 extraction speed) is the same
@@ -50,6 +50,7 @@ import torch
 from tqdm import tqdm
 
 from cmav_data.atomic import atomic_path, write_text
+from cmav_data.view.report_page import report_page
 from cmav_data.features.specs import KINDS, FeatureSpec, make_spec
 from cmav_data.features.store import (ARRAY_ROWS, MANIFEST_NAME, batch_extractor, extract_features, feature_array,
                                       load_chunk, read_pairs)
@@ -477,6 +478,11 @@ def compare_features(
                                             for k, v in speed.items()}}}
     results["table_markdown"] = markdown_tables(results)
     write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
-    write_text(out_dir / "results.md", "# compare-features\n\n" + results["table_markdown"])
+    markdown = "# compare-features\n\n" + results["table_markdown"]
+    write_text(out_dir / "results.md", markdown)
     _plot(results, out_dir)
+    # results.html: the same tables, and the figures just drawn (relative paths: the folder is self-contained).
+    figures = [f"![{p.stem}]({p.name})" for p in sorted(out_dir.glob("heatmap_*.png"))] + \
+        [f"![{p.stem}]({p.name})" for p in sorted(out_dir.glob("confusion_*.png"))]
+    write_text(out_dir / "results.html", report_page("compare-features", markdown + "\n\n## Figures\n\n" + "\n\n".join(figures)))
     return results

@@ -53,6 +53,9 @@ def test_compare_features_tables_statistics_and_reuse(dataset, tmp_path):
         assert results["level_reference"][kind] == {"db_ref": "full_scale", "floor_db": -120.0, "top_db": None}
     # Both poolings, each named in its caption; 3 seeds with intervals; marks follow the tie rule.
     table_md = (out / "results.md").read_text()
+    results_html = (out / "results.html").read_text()  # the same tables, and the figures beside it
+    assert '<img src="heatmap_pool.png"' in results_html and '<img src="confusion_counts.png"' in results_html
+    assert "<table>" in results_html and "http" not in results_html
     assert set(results["tables"]) == {"pool", "keep"}
     for pooling, table in results["tables"].items():
         assert table["caption"] in table_md and f"keep_frequency={pooling == 'keep'}" in table["caption"]

@@ -48,7 +48,7 @@ def main() -> None:
 
 def _register() -> None:
     # Each topic module defines its commands and adds them to ``main``.
-    from cmav_data.cli import demo, features, inis, shards, stats, suburmp, urmp  # noqa: F401
+    from cmav_data.cli import demo, features, inis, shards, stats, suburmp, urmp, view  # noqa: F401
 
 
 _register()

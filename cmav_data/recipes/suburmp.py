@@ -282,6 +282,28 @@ def frame_index(t_ms: int, fps: Fraction | int, window_ms: int = 500, rule: str 
     return ceil if rule == "start" else ceil - 1
 
 
+def source_corpus(urmp_dir: str | os.PathLike) -> dict:
+    """What the source corpus is, for build.json and the published card: URMP, or a synthetic
+    corpus made by ``make-demo-urmp`` (its ``demo.json``: generator, seed, scores, soundfont)."""
+    marker = Path(urmp_dir) / "demo.json"
+    if not marker.is_file():
+        return {"synthetic": False, "corpus": "URMP"}
+    try:
+        demo = json.loads(marker.read_bytes())
+        return {
+            "synthetic": True,
+            "corpus": "cmav demo corpus",
+            "generator": demo["generator"],
+            "seed": demo["options"]["seed"],
+            "options": demo["options"],
+            "scores": sorted({p["music21"]["corpus_path"] for p in demo["pieces"]}),
+            "soundfont": demo["soundfont"],
+            "demo_json_sha256": sha256_file(marker),
+        }
+    except (ValueError, KeyError, TypeError) as e:
+        raise BuildError(f"{marker}: not a demo.json written by make-demo-urmp ({type(e).__name__}: {e})") from None
+
+
 def plan_suburmp(urmp_dir: str | os.PathLike, options: SubUrmpOptions, split_file: str | os.PathLike | None = None,
                  crop_table: str | os.PathLike | None = None, executor: Executor | None = None,
                  progress: bool = True, membership: MembershipRequest = MembershipRequest()) -> SubUrmpPlan:
@@ -684,6 +706,7 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
         raise BuildError("--embed stores each pair's crop only; drop --image-size and resize when loading")
     started = time.perf_counter()
     plan = plan_suburmp(urmp_dir, options, split_file, crop_table, executor, run.progress, membership)
+    corpus = source_corpus(urmp_dir)  # read before the build, so a bad demo.json stops it at once
     if plan.failures and not run.fault_tolerant:
         raise BuildError("bad input (--fault-tolerant builds the rest):\n" + "\n".join(f"  {f}" for f in plan.failures))
     build = BuildDir(out_dir)
@@ -740,6 +763,7 @@ def build_suburmp(urmp_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
         "frame_rule": FRAME_RULE_TEXT[options.frame],
         "membership": membership_entry,
         "source": str(Path(urmp_dir).resolve()),
+        "source_corpus": corpus,
         "n_recordings": len(set(table.column("recording").to_pylist())),
         "n_pairs": table.num_rows,
         "counts": counts,

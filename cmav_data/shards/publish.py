@@ -49,7 +49,7 @@ MANIFEST_NAME = "manifest.parquet"
 BUILD_NAME = "build.json"
 # What of build.json is published: provenance that says what the data are. Local paths, timings
 # and warnings stay local (they would leak a machine's layout and make equal datasets differ).
-PUBLISHED_BUILD_KEYS = ("versions", "recordings")
+PUBLISHED_BUILD_KEYS = ("versions", "recordings", "source_corpus")
 
 
 class BadDatasetError(ShardsError):
