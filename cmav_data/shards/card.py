@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from cmav_data.corpora.urmp import BIBTEX as URMP_BIBTEX
 from cmav_data.manifest import EMBEDDED_SCHEMA
+from cmav_data.recipes.suburmp import BIBTEX as SUBURMP_BIBTEX
 from cmav_data.shards.index import ShardIndex
 
 # Arrow type -> the dtype name of a Hugging Face ``Value`` feature.
@@ -23,22 +25,9 @@ _HF_DTYPES = {pa.string(): "string", pa.int32(): "int32", pa.int64(): "int64", p
               pa.float64(): "float64", pa.bool_(): "bool", pa.binary(): "binary"}
 IMAGE_COLUMN = "image_bytes"  # declared as an Image feature (JPEG bytes)
 
-CHEN_2017 = """@inproceedings{chen2017deep,
-  title     = {Deep Cross-Modal Audio-Visual Generation},
-  author    = {Chen, Lele and Srivastava, Sudhanshu and Duan, Zhiyao and Xu, Chenliang},
-  booktitle = {Proceedings of the Thematic Workshops of ACM Multimedia 2017},
-  pages     = {349--357},
-  year      = {2017}
-}"""
-
-LI_2019_URMP = """@article{li2019urmp,
-  title   = {Creating a Multitrack Classical Music Performance Dataset for Multimodal Music
-             Analysis: Challenges, Insights, and Applications},
-  author  = {Li, Bochen and Liu, Xinzhao and Dinesh, Karthik and Duan, Zhiyao and Sharma, Gaurav},
-  journal = {IEEE Transactions on Multimedia},
-  volume  = {21}, number = {2}, pages = {522--535},
-  year    = {2019}
-}"""
+# The citations are dataset facts kept beside their loaders (as mirdata keeps BIBTEX).
+CHEN_2017 = SUBURMP_BIBTEX
+LI_2019_URMP = URMP_BIBTEX
 
 
 @dataclass(frozen=True)
