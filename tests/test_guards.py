@@ -63,10 +63,10 @@ import os, sys, time
 from cmav_data.locking import output_lock
 with output_lock(sys.argv[1], "hold-test"):
     if os.fork() == 0:  # a worker forked while the lock is held outlives its parent
-        print("worker", flush=True)  # after fork's at-fork hooks have run in this child
+        os.write(1, b"worker\\n")  # after fork's at-fork hooks have run here; one write: lines never interleave
         time.sleep(60)
         os._exit(0)
-    print("locked", flush=True)
+    os.write(1, b"locked\\n")
     time.sleep(60)
 """
 
