@@ -133,12 +133,13 @@ def test_smoke_run_end_to_end(tiny_dataset, tmp_path):  # noqa: F811
             assert img.width > 200 and img.height > 100
 
     key = json.loads((run_dir / "rate_key.json").read_text())  # the blind rating page and its key
-    assert {i["variant"] for i in key["items"]} == {"real", *VARIANTS}
+    assert {i["variant"] for i in key["items"]} == {"real", *ROWS}  # every row this run trained, and the real samples
     assert "S2I-C" not in (run_dir / "rate.html").read_text()
     report_html = (run_dir / "report.html").read_text()  # report.md's tables, the figures, I2S sounds to play
     n_examples = sum(i["variant"] == "real" and i["kind"] == "image" for i in key["items"])
     assert '<img src="figures/s2i_samples.png"' in report_html and "<td>S2I-C</td>" in report_html
-    assert report_html.count("<audio") == 2 * n_examples  # the real and the I2S sound of each example
+    sound_rows = sum(v.direction == "i2s" for v in ROWS.values())  # I2S and I2S-FM
+    assert report_html.count("<audio") == (1 + sound_rows) * n_examples  # the real and each I2S row's sound
 
     report = (run_dir / "report.md").read_text()
     assert "± 0.000" not in report and "(1 judge training, no interval)" in report
