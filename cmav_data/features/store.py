@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 import soxr
 
-from cmav_data.atomic import TMP_PREFIX, sweep_temporaries, write_text
+from cmav_data.atomic import TMP_PREFIX, atomic_path, sweep_temporaries, write_text
 from cmav_data.checksum import ContentError, read_verified, sha256_file
 from cmav_data.features.specs import FeatureSpec, spec_from_dict
 from cmav_data.locking import output_lock
@@ -483,10 +483,7 @@ def feature_array(out_dir: str | os.PathLike, ids: Sequence[str], check_sha256: 
         warnings.append(f"{path}: {problem}; rebuilt from the shards")
     rows, frames = info["shape"]
     position = {pair_id: i for i, pair_id in enumerate(ids)}
-    # A per-process temporary name opened with open(): the umask applies (mkstemp would make it 0600).
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with atomic_path(path) as tmp:  # renamed onto path only when whole; the umask applies
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(ids), rows, frames))
         missing = set(ids)
         for entry in entries:  # one shard in memory at a time
@@ -500,10 +497,6 @@ def feature_array(out_dir: str | os.PathLike, ids: Sequence[str], check_sha256: 
             raise FeatureInputError(f"pair {sorted(missing)[0]}: not in the features at {out_dir}")
         array.flush()
         del array
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     record = {"cache_key": info["cache_key"], "n_pairs": len(ids), "shape": [len(ids), rows, frames],
               "ids_sha256": _digest(ids), "size": path.stat().st_size, "sha256": sha256_file(path)}
     write_text(record_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
