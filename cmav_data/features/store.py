@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 import soxr
 
-from cmav_data.atomic import TMP_PREFIX, atomic_path, sweep_temporaries, write_text
+from cmav_data.atomic import atomic_path, sweep_temporaries, write_text
 from cmav_data.checksum import ContentError, read_verified, sha256_file
 from cmav_data.features.specs import FeatureSpec, spec_from_dict
 from cmav_data.locking import output_lock
