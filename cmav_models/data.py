@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 from PIL import Image
+from torch.nn import functional as F
 
 from cmav_data.features.store import FeatureInputError, batch_extractor, load_chunk
 from cmav_data.features.specs import FLOOR_DB, FULL_SCALE, LmsSpec
@@ -186,6 +187,26 @@ def load_pairs(root: str | os.PathLike, options: LoadOptions, executor: Executor
 def image_to_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 images to float in [-1, 1], the range of the generator's tanh."""
     return images.float() / 127.5 - 1.0
+
+
+def augment_images(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Jitter a batch of images in [-1, 1], [B, 3, S, S], for training a classifier or regressor:
+    per-channel gain (0.75-1.25) and offset (+-0.25), a mix of up to half toward grey, and a shift of
+    up to S/16 px with the edge repeated. Backdrops and clothes vary by recording, not by instrument,
+    so colour must not be what a judge learns; the shift moves the whole player, keeping where the
+    bow or slide sits relative to the instrument (the pose target)."""
+    b, _, size, _ = x.shape
+    gain = 1 + 0.25 * (2 * torch.rand(b, 3, 1, 1, generator=generator) - 1)
+    offset = 0.25 * (2 * torch.rand(b, 3, 1, 1, generator=generator) - 1)
+    x = (x * gain + offset).clamp(-1, 1)
+    grey = 0.5 * torch.rand(b, 1, 1, 1, generator=generator)
+    x = x * (1 - grey) + x.mean(1, keepdim=True) * grey
+    pad = max(1, size // 16)
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    dy, dx = (torch.randint(0, 2 * pad + 1, (b,), generator=generator) for _ in range(2))
+    steps = torch.arange(size)
+    rows, cols = (dy[:, None] + steps)[:, :, None], (dx[:, None] + steps)[:, None, :]
+    return padded[torch.arange(b)[:, None, None], :, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
 def lms_to_unit(lms: torch.Tensor, top_db: float) -> torch.Tensor:

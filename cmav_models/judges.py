@@ -28,6 +28,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -93,9 +94,11 @@ def _build(name: str, network_config: dict) -> nn.Module:
     return ImageCNN(ImageCNNConfig(**network_config))
 
 
-def train_judges(spec: JudgeSpec, train: Pairs, out_dir: str | os.PathLike, manifest_sha256: str,
-                 device: torch.device, progress: bool = True) -> Judges:
-    """Train the judges on ``train`` into ``out_dir`` (resumable), or load them if already there."""
+def train_judges(spec: JudgeSpec, load_train: Callable[[Path], Pairs], out_dir: str | os.PathLike,
+                 manifest_sha256: str, device: torch.device, progress: bool = True) -> Judges:
+    """Train the judges into ``out_dir`` (resumable), or load them if already there. Their training
+    pairs come from ``load_train(cache)`` (``cache``: a file it may keep decoded pairs in while the
+    judges train), called only when there is training to do."""
     out_dir = Path(out_dir)
     if (out_dir / JUDGES_FILE).is_file():
         judges = load_judges(out_dir, manifest_sha256, spec.image_size, spec.lms)
@@ -103,17 +106,18 @@ def train_judges(spec: JudgeSpec, train: Pairs, out_dir: str | os.PathLike, mani
             raise JudgesError(f"{out_dir}: holds judges trained with another config; choose another --out")
         return judges
     work = out_dir / TRAINING_DIR
+    train = load_train(work / "pairs.pt")
     training = {"image_classifier": spec.image_training, "sound_classifier": spec.sound_training,
                 "pose_regressor": spec.image_training}
     files, history = {}, {}
     for name, network_config in spec.network_configs().items():
-        inputs, targets, loss_fn, to_input = supervised_task(name, train, spec.lms["top_db"])
+        inputs, targets, loss_fn, to_input, augment = supervised_task(name, train, spec.lms["top_db"])
         meta = {"stage": f"judge-{name}", "network_config": asdict(network_config), "feature_config": spec.lms}
         # A seed stream of its own ("judge-..."): a judge is never the same training as an encoder.
         stage = Stage(f"judge-{name}", work / f"{name}.pt", meta, spec.seed, device, progress)
         torch.manual_seed(derive_seed(spec.seed, stage.name, "init"))
         model = _build(name, asdict(network_config))
-        history[name] = train_supervised(stage, model, inputs, targets, loss_fn, to_input, training[name])
+        history[name] = train_supervised(stage, model, inputs, targets, loss_fn, to_input, training[name], augment)
         weights = out_dir / f"{name}.pt"
         save_checkpoint(weights, {"meta": {"judge": name, "network_config": asdict(network_config),
                                            "feature_config": spec.lms},

@@ -9,6 +9,7 @@ config give the same weights (on one device type).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -21,7 +22,10 @@ from tqdm import tqdm
 
 from cmav_models.projection_gan import Discriminator, Generator, discriminator_loss, generator_loss
 from cmav_models.checkpoints import load_checkpoint, save_checkpoint
-from cmav_models.data import Pairs, image_to_unit, lms_to_unit
+from cmav_models.data import Pairs, augment_images, image_to_unit, lms_to_unit
+
+
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,18 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     beta1: float = 0.9  # Adam; GANs use 0.5 (DCGAN)
+    schedule: str = "constant"  # "cosine": the rate decays per epoch to near 0, so the last epoch is not a noisy one
+    augment: bool = False  # image tasks only: colour, grey and shift jitter (cmav_models.data.augment_images)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+
+    def lr_factor(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (from 0) as a fraction of ``lr``."""
+        if self.schedule == "constant":
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
 
 
 @dataclass
@@ -57,9 +73,13 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.T
 
 
 def run_stage(stage: Stage, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
-              epochs: int, epoch_fn: Callable[[torch.Generator], dict[str, float]]) -> list[dict[str, float]]:
-    """Resume ``stage`` from its checkpoint if any, train the remaining epochs; the loss history."""
+              epochs: int, epoch_fn: Callable[[torch.Generator], dict[str, float]],
+              lr_factor: Callable[[int], float] | None = None) -> list[dict[str, float]]:
+    """Resume ``stage`` from its checkpoint if any, train the remaining epochs; the loss history.
+    ``lr_factor(epoch)`` scales every optimizer's initial rate at the start of each epoch."""
     history: list[dict[str, float]] = []
+    # Taken before a checkpoint loads: an optimizer's saved state carries the last epoch's rate.
+    base_lrs = {k: [group["lr"] for group in o.param_groups] for k, o in optimizers.items()}
     for module in modules.values():
         module.to(stage.device)  # first: optimizer states load onto their parameters' device
     if os.path.exists(stage.checkpoint):
@@ -73,6 +93,10 @@ def run_stage(stage: Stage, modules: dict[str, nn.Module], optimizers: dict[str,
                       initial=len(history), total=epochs, dynamic_ncols=True):
         torch.manual_seed(derive_seed(stage.seed, stage.name, epoch, "torch"))  # dropout
         generator = torch.Generator().manual_seed(derive_seed(stage.seed, stage.name, epoch, "data"))
+        if lr_factor is not None:
+            for k, optimizer in optimizers.items():
+                for group, base in zip(optimizer.param_groups, base_lrs[k]):
+                    group["lr"] = base * lr_factor(epoch)
         for module in modules.values():
             module.train()
         history.append(epoch_fn(generator))
@@ -94,17 +118,27 @@ def _mean(values: list[float]) -> float:
     return float(sum(values) / max(len(values), 1))
 
 
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
 def train_supervised(stage: Stage, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
                      loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                     to_input: Callable[[torch.Tensor], torch.Tensor], config: TrainConfig) -> list[dict]:
+                     to_input: Callable[[torch.Tensor], torch.Tensor], config: TrainConfig,
+                     augment: Augment | None = None) -> list[dict]:
     """Fit ``model(to_input(x))`` to targets: classifiers (cross-entropy), the pose regressor
-    (MSE), the autoencoder (targets = inputs)."""
+    (MSE), the autoencoder (targets = inputs). With ``config.augment``, ``augment`` (the task's,
+    see :func:`supervised_task`) jitters each training batch, drawing from the epoch's generator."""
+    if config.augment and augment is None:
+        raise ValueError(f"{stage.name}: augment=True, but this task has no augmentation")
     optimizer = adam(model, config)
 
     def epoch(generator: torch.Generator) -> dict[str, float]:
         losses = []
         for index in batches(len(inputs), config.batch_size, generator):
-            x = to_input(inputs[index]).to(stage.device)
+            x = to_input(inputs[index])
+            if config.augment:
+                x = augment(x, generator)
+            x = x.to(stage.device)
             y = targets[index].to(stage.device)
             loss = loss_fn(model(x), y)
             optimizer.zero_grad(set_to_none=True)
@@ -113,7 +147,7 @@ def train_supervised(stage: Stage, model: nn.Module, inputs: torch.Tensor, targe
             losses.append(loss.item())
         return {"loss": _mean(losses)}
 
-    return run_stage(stage, {"model": model}, {"optimizer": optimizer}, config.epochs, epoch)
+    return run_stage(stage, {"model": model}, {"optimizer": optimizer}, config.epochs, epoch, config.lr_factor)
 
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -129,23 +163,23 @@ def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor) -> t
 
 
 SupervisedTask = tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                       Callable[[torch.Tensor], torch.Tensor]]
+                       Callable[[torch.Tensor], torch.Tensor], Augment | None]
 
 
 def supervised_task(name: str, pairs: Pairs, top_db: float) -> SupervisedTask:
-    """(inputs, targets, loss, input scaling) of a supervised network on ``pairs``, for
-    :func:`train_supervised`: the image and sound classifiers (class labels), the pose regressor
-    (pitch position of the voiced pairs) and the sound autoencoder (its own input)."""
+    """(inputs, targets, loss, input scaling, augmentation or None) of a supervised network on
+    ``pairs``, for :func:`train_supervised`: the image and sound classifiers (class labels), the pose
+    regressor (pitch position of the voiced pairs) and the sound autoencoder (its own input)."""
     to_lms = partial(lms_to_unit, top_db=top_db)
     if name == "image_classifier":
-        return pairs.images, pairs.labels, classification_loss, image_to_unit
+        return pairs.images, pairs.labels, classification_loss, image_to_unit, augment_images
     if name == "sound_classifier":
-        return pairs.lms, pairs.labels, classification_loss, to_lms
+        return pairs.lms, pairs.labels, classification_loss, to_lms, None
     if name == "sound_autoencoder":
-        return pairs.lms, to_lms(pairs.lms), reconstruction_loss, to_lms
+        return pairs.lms, to_lms(pairs.lms), reconstruction_loss, to_lms, None
     if name == "pose_regressor":
         voiced = ~torch.isnan(pairs.pitch_position)
-        return pairs.images[voiced], pairs.pitch_position[voiced], regression_loss, image_to_unit
+        return pairs.images[voiced], pairs.pitch_position[voiced], regression_loss, image_to_unit, augment_images
     raise ValueError(f"no supervised task named {name!r}")
 
 

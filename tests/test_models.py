@@ -9,6 +9,7 @@ import torch
 
 from cmav_models.projection_gan import CGANConfig, Discriminator, Generator, discriminator_loss, generator_loss
 from cmav_models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from cmav_models.data import augment_images
 from cmav_models.image_classifier import ImageCNN, ImageCNNConfig
 from cmav_models.metrics import METRICS, Scored, UnknownMetricError, frechet_distance, get_metric, register_metric
 from cmav_models.sound_autoencoder import SoundAutoencoder, SoundAutoencoderConfig
@@ -149,6 +150,66 @@ def test_classifier_training_learns_a_separable_toy_problem(tmp_path):
     assert history[-1]["loss"] < history[0]["loss"]
     with torch.no_grad():
         assert (model(images.float() / 127.5 - 1).argmax(1) == labels).float().mean() > 0.9
+
+
+def test_augmented_images_are_shifted_crops_with_jittered_colour():
+    images = torch.rand(16, 3, 32, 32) * 2 - 1
+    out = augment_images(images, torch.Generator().manual_seed(3))
+    assert out.shape == images.shape and out.min() >= -1 and out.max() <= 1
+    assert torch.equal(out, augment_images(images, torch.Generator().manual_seed(3)))  # seeded, so resumable
+    assert not torch.equal(out, augment_images(images, torch.Generator().manual_seed(4)))
+    # A shift of at most 2 px (32 / 16): the centre of the output is the input's, displaced.
+    plain = torch.zeros(1, 3, 32, 32)
+    plain[0, :, 16, 16] = 1.0
+    for seed in range(8):
+        moved = augment_images(plain, torch.Generator().manual_seed(seed))
+        peak = (moved[0].mean(0) == moved[0].mean(0).max()).nonzero()
+        assert len(peak) == 1 and (peak[0] - 16).abs().max() <= 2
+
+
+def test_augmentation_only_where_the_task_has_one(tmp_path):
+    model = SoundAutoencoder(SoundAutoencoderConfig(channels=4, embed_dim=8))
+    x = torch.zeros(4, 1, 128, 44)
+    with pytest.raises(ValueError, match="no augmentation"):
+        train_supervised(_stage(tmp_path), model, x, x, torch.nn.functional.mse_loss, lambda t: t,
+                         TrainConfig(epochs=1, batch_size=2, augment=True))
+
+
+def test_cosine_schedule_decays_and_resumes_exactly(tmp_path):
+    config = TrainConfig(epochs=4, batch_size=16, lr=1e-2, schedule="cosine", augment=True)
+    assert [round(config.lr_factor(e), 3) for e in range(4)] == [1.0, 0.854, 0.5, 0.146]
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TrainConfig(schedule="linear")
+    labels = torch.arange(32) % 2
+    images = (labels[:, None, None, None] * 200 + torch.randint(0, 50, (32, 3, 16, 16))).to(torch.uint8)
+
+    def run(stage, stop_after_batches=None):
+        torch.manual_seed(0)
+        model = ImageCNN(ImageCNNConfig(n_classes=2, image_size=16, depth=2, channels=4, embed_dim=8))
+        calls = []
+
+        def loss(logits, y):  # interrupts training part-way through an epoch, like a kill
+            calls.append(1)
+            if stop_after_batches is not None and len(calls) > stop_after_batches:
+                raise KeyboardInterrupt
+            return classification_loss(logits, y)
+
+        train_supervised(stage, model, images, labels, loss, lambda x: x.float() / 127.5 - 1, config,
+                         augment_images)
+        return model
+
+    straight = run(_stage(tmp_path / "a"))
+    with pytest.raises(KeyboardInterrupt):
+        run(_stage(tmp_path / "b"), stop_after_batches=5)  # 2 batches an epoch: killed in epoch 3
+    assert len(load_checkpoint(tmp_path / "b" / "s.pt", {})["history"]) == 2
+    resumed = run(_stage(tmp_path / "b"))
+    assert _same_weights(straight, resumed)
+    constant = TrainConfig(**{**config.__dict__, "schedule": "constant"})
+    torch.manual_seed(0)
+    other = ImageCNN(ImageCNNConfig(n_classes=2, image_size=16, depth=2, channels=4, embed_dim=8))
+    train_supervised(_stage(tmp_path / "c"), other, images, labels, classification_loss,
+                     lambda x: x.float() / 127.5 - 1, constant, augment_images)
+    assert not _same_weights(straight, other)  # the schedule is applied
 
 
 def test_corrupt_checkpoint_and_other_feature_config_are_clear_errors(tmp_path):
