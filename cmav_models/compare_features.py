@@ -181,7 +181,8 @@ def train_cell(task: CellTask) -> dict[str, Any]:
     finally:
         torch.set_num_threads(threads)
     result = {"kind": inputs.kind, "depth": task.depth, "pooling": task.pooling, "seed": task.seed,
-              "device": device.type, "classes": [CLASS_NAMES[i] for i in classes], **scores}
+              "device": device.type, "classes": [CLASS_NAMES[i] for i in classes],
+              "rows_after_convs": model.rows_out, **scores}
     write_text(task.result_path, json.dumps(result) + "\n")
     return result
 
@@ -321,7 +322,8 @@ def summarise(cells: list[dict], config: CompareConfig, heldout_recordings: list
                 summary = stats.summarize([c["selection"]["accuracy"] for c in runs])
                 summaries[cell_name(kind, depth)] = summary
                 grid.append({"kind": kind, "depth": depth, "seeds": [c["seed"] for c in runs],
-                             "selection": summary.to_dict(), "text": stats.format_summary(summary)})
+                             "selection": summary.to_dict(), "text": stats.format_summary(summary),
+                             "rows_after_convs": runs[0].get("rows_after_convs") if runs else None})
         verdict = stats.best_or_tied(summaries)
         chosen = next(g for g in grid if cell_name(g["kind"], g["depth"]) == verdict.best)
         runs = [c for c in cells if (c["kind"], c["depth"], c["pooling"]) == (chosen["kind"], chosen["depth"], pooling)]
@@ -372,6 +374,11 @@ def markdown_tables(results: dict[str, Any]) -> str:
         out.append("")
         out.append(f"{verdict}. Chosen on selection (highest mean): {cell_name(chosen['kind'], chosen['depth'])}; "
                    f"held-out accuracy ({counts['pairs']['heldout']} pairs): {chosen['heldout_text']}{boot_text}.")
+        one_row = [cell_name(g["kind"], g["depth"]) for g in table["grid"] if g.get("rows_after_convs") == 1]
+        if one_row and len(config["poolings"]) > 1:
+            out.append("")
+            out.append(f"One frequency row is left after the conv stack of {'; '.join(one_row)}: there both "
+                       "poolings are the same network, so both tables show the same numbers.")
         out.append("")
     return "\n".join(out)
 

@@ -69,8 +69,12 @@ class SoundCNN(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(config.dropout)
         with torch.no_grad():
-            embed_dim = self.eval().embed(torch.zeros(1, 1, *config.in_shape)).shape[1]
+            stacked = self.eval().blocks(torch.zeros(1, 1, *config.in_shape))
         self.train()
+        # Frequency rows left after the conv stack: at 1 (20 MFCC rows, 5 blocks) both poolings are
+        # the same network.
+        self.rows_out = stacked.shape[2]
+        embed_dim = config.channels * self.rows_out if config.keep_frequency else config.channels
         self.head = nn.Linear(embed_dim, config.n_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

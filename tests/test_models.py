@@ -235,3 +235,15 @@ def test_sound_classifier_keep_frequency_embeds_every_remaining_row():
     low, high = torch.zeros(1, 1, 128, 44), torch.zeros(1, 1, 128, 44)
     low[:, :, 10:14], high[:, :, 90:94] = 1.0, 1.0
     assert not torch.allclose(per_row.embed(low), per_row.embed(high))
+
+
+def test_one_row_left_makes_both_poolings_the_same_network():
+    from cmav_models.sound_classifier import SoundCNN, SoundCNNConfig
+    x = torch.randn(4, 1, 20, 44)
+    nets = {}
+    for keep in (False, True):
+        torch.manual_seed(0)
+        nets[keep] = SoundCNN(SoundCNNConfig(depth=5, in_shape=(20, 44), channels=4, keep_frequency=keep)).eval()
+    assert nets[True].rows_out == nets[False].rows_out == 1  # 20 MFCC rows, 5 poolings: the table's note
+    assert torch.equal(nets[True](x), nets[False](x))
+    assert SoundCNN(SoundCNNConfig(depth=4, in_shape=(128, 44), channels=4, keep_frequency=True)).rows_out == 8
