@@ -81,6 +81,9 @@ def main() -> None:
                     help="GAN rows (cmav-bench run --gan); the flow-matching rows always run")
     ap.add_argument("--seeds", default="3", help="seeds of the multi-seed step (0,1,2 or a count)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/cmav-bench-models"))
+    ap.add_argument("--judges", type=Path, default=None,
+                    help="score with this judges folder (same suite and dataset) instead of training them; "
+                         "their time is then not part of the figures")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("-j", "--jobs", type=int, default=2, help="decoding processes")
     ap.add_argument("--no-record", action="store_true", help="do not update RESULTS.md")
@@ -90,10 +93,11 @@ def main() -> None:
     config = replace(SUITES[args.suite], gan=args.gan)
     torch.set_num_threads(args.threads)
     shutil.rmtree(args.work, ignore_errors=True)
-    judges_dir, runs = args.work / "judges", args.work / "runs"
+    judges_dir, runs = args.judges or args.work / "judges", args.work / "runs"
     with executor_for(args.jobs) as executor:
         t = time.perf_counter()
-        make_judges(args.data, judges_dir, config, device="cpu", executor=executor, progress=False)
+        if args.judges is None:
+            make_judges(args.data, judges_dir, config, device="cpu", executor=executor, progress=False)
         judges_s = time.perf_counter() - t
         t = time.perf_counter()
         run_bench(args.data, runs, config, seeds[:1], judges_dir, device="cpu", executor=executor, progress=False)
@@ -103,15 +107,18 @@ def main() -> None:
                            progress=False)
         rest_s = time.perf_counter() - t
     one_total, all_total = judges_s + one_s, judges_s + one_s + rest_s
+    plus = "judges + " if args.judges is None else ""
+    judges_line = (f"judges (once)              {judges_s:7.1f} s" if args.judges is None else
+                   f"judges                     given ({args.judges}, trained earlier; not timed here)")
     lines = [f"suite {args.suite}, --gan {args.gan}, seeds {','.join(map(str, seeds))}, fixed judges, "
              f"{args.threads} torch thread(s), -j {args.jobs}, data {args.data}",
-             f"judges (once)              {judges_s:7.1f} s",
+             judges_line,
              f"seed {seeds[0]} (decode + train + score) {one_s:7.1f} s",
-             f"judges + 1 seed            {one_total:7.1f} s   {one_total / ONE_SEED_BUDGET:5.2f}x the "
+             f"{plus}1 seed{' ' * (19 - len(plus))}{one_total:7.1f} s   {one_total / ONE_SEED_BUDGET:5.2f}x the "
              f"{ONE_SEED_BUDGET:.0f} s goal",
              f"other {len(seeds) - 1} seed(s)             {rest_s:7.1f} s",
-             f"judges + {len(seeds)} seeds           {all_total:7.1f} s   {all_total / THREE_SEED_BUDGET:5.2f}x the "
-             f"{THREE_SEED_BUDGET:.0f} s goal", "", *table(result.metrics)]
+             f"{plus}{len(seeds)} seeds{' ' * (18 - len(plus))}{all_total:7.1f} s   "
+             f"{all_total / THREE_SEED_BUDGET:5.2f}x the {THREE_SEED_BUDGET:.0f} s goal", "", *table(result.metrics)]
     body = "\n".join(lines)
     print(body)
     if not args.no_record:
