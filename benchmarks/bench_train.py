@@ -7,7 +7,7 @@ including its scoring of the selection and held-out rows; floor: the same SoundC
 size and number of optimizer steps on one random tensor held in memory, plus the same forward
 passes for scoring. Both at one torch thread, as compare-features trains.
 
-GAN: ``cmav_models.train.train_cgan`` (the S2I projection cGAN of the fast suite: 32 px images, a
+GAN: ``cmav_models.train.train_cgan`` (the S2I projection cGAN of the fast suite, `--gan projection`: 32 px images, a
 13-class posterior as condition, mismatched pairs on), one epoch of uint8 images in memory,
 including its per-epoch checkpoint; floor: the same G and D steps on random tensors already in the
 output space, without batching, mismatch sampling or checkpoint.
@@ -34,7 +34,7 @@ from results import update_section  # noqa: E402
 
 from cmav_data.features.specs import make_spec  # noqa: E402
 from cmav_models.bench import SUITES  # noqa: E402
-from cmav_models.cgan import Discriminator, Generator, discriminator_loss, generator_loss  # noqa: E402
+from cmav_models.projection_gan import Discriminator, Generator, discriminator_loss, generator_loss  # noqa: E402
 from cmav_models.compare_features import POOLINGS, CellTask, CompareConfig, Inputs, train_cell  # noqa: E402
 from cmav_models.data import image_to_unit  # noqa: E402
 from cmav_models.sound_classifier import SoundCNN, SoundCNNConfig  # noqa: E402
@@ -156,7 +156,7 @@ def gan_floor(generator: Generator, discriminator: Discriminator, n: int, batch_
 def bench_gan(work: Path, n: int, repeats: int) -> tuple[str, float]:
     suite = SUITES["fast"]
     size = suite.load.image_size
-    config = dataclasses.replace(suite.gan, out_channels=3, out_shape=(size, size), cond_dim=N_CLASSES)
+    config = dataclasses.replace(suite.projection_gan, out_channels=3, out_shape=(size, size), cond_dim=N_CLASSES)
     batch_size = suite.gan_training.batch_size
     training = dataclasses.replace(suite.gan_training, epochs=1)
     generator = torch.Generator().manual_seed(0)
