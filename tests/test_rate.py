@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -122,9 +123,17 @@ def test_a_scripted_rater_in_the_browser(tmp_path):
         half = items[: len(items) // 2]
         for item in half:
             page.check(f'input[name="{item}"][value="{VARIANTS.get(variant_of[item], 3)}"]')
-        page.reload()  # the scores are kept in the browser
-        page.wait_for_load_state("load")
-        assert page.inner_text("#n-rated") == f"{len(half)} of {len(items)} rated"
+        # The scores are kept in the browser. Chromium commits localStorage to its storage service
+        # asynchronously, so a reload milliseconds after the last click can still read the older
+        # state (seen once in CI under load): reload until the commit shows, for at most 5 s.
+        expected, deadline = f"{len(half)} of {len(items)} rated", time.monotonic() + 5
+        while True:
+            page.reload()
+            page.wait_for_load_state("load")
+            if page.inner_text("#n-rated") == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert page.inner_text("#n-rated") == expected
         for item in items[len(half):]:
             page.check(f'input[name="{item}"][value="{VARIANTS.get(variant_of[item], 3)}"]')
         page.fill("#rater", 'Ann "A" Lee')
