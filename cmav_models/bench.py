@@ -224,8 +224,8 @@ def _suite(name: str, image_size: int, max_train: int | None, max_validation: in
 # smoke: seconds on a tiny dataset (tests); fast: < 10 min on 2 CPU cores; full: the paper's scale.
 # The fast suite works at 32 px, where a GAN step costs a quarter of a 64 px one, so the GANs get the
 # steps they need. At 32 px the leak-free demo's instruments are a few pixels wide: its judge, on all
-# training pairs with augmentation, recognises about 0.6 of the real validation images (the run
-# reports its figure as the row "image classifier (real)"); the encoders, on 2,400 pairs, less.
+# training pairs with augmentation, recognises 0.494 of the default demo build's real validation
+# images (every run reports its figure as the row "image classifier (real)").
 SUITES: dict[str, BenchConfig] = {
     "smoke": _suite("smoke", image_size=32, max_train=None, max_validation=None, encoder_epochs=1, sound_epochs=1,
                     gan_epochs=1, width=8, sound_width=8, gan_width=8, i2s_gan_width=4, gan_n_up=3, batch_size=16,
@@ -251,11 +251,6 @@ def judge_spec(config: BenchConfig, seed: int = 0, include_silent: bool = False)
                      image_cnn=config.judge_image_cnn, sound_cnn=config.sound_cnn,
                      image_training=config.judge_image_training, sound_training=config.judge_sound_training,
                      max_train=config.judge_max_train, include_silent=include_silent, seed=seed)
-
-
-def judge_load_options(config: BenchConfig, spec: JudgeSpec) -> LoadOptions:
-    """The run's load options with the judges' own cap on training pairs."""
-    return replace(config.load, max_train=spec.max_train)
 
 
 @dataclass
@@ -703,7 +698,7 @@ def judges_in(folder: Path, spec: JudgeSpec, config: BenchConfig, data_dir: Path
     """The judges of ``spec`` in ``folder``: loaded if there, else trained on their own pairs (decoded
     only then, with the judges' cap on training pairs, not the run's)."""
     def load_train(cache: Path) -> Pairs:
-        return prepare_dataset(data_dir, manifest, manifest_sha256, judge_load_options(config, spec),
+        return prepare_dataset(data_dir, manifest, manifest_sha256, replace(config.load, max_train=spec.max_train),
                                spec.include_silent, cache, executor, progress).train
 
     return train_judges(spec, load_train, folder, manifest_sha256, device, progress)
