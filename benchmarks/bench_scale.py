@@ -26,6 +26,12 @@ smallest and largest size. Sizes, time scale, video size and steps are options:
 
 Each step's numbers are one run (wall time on a shared or quiet machine, as stated by the caller);
 the exponent comes from as many sizes as were run (at least two are needed for it).
+
+A full-size run takes longer than one sitting, so every finished step is written to a ledger in
+``--work`` (``ledger-<corpus>.json``, keyed by the options that change its cost) the moment it ends.
+Running the same command again measures only the steps the ledger lacks (a step killed midway is
+measured again from its start) and reports them all, each with the time it was measured; ``--fresh``
+measures everything again. Each corpus (time scale and size) has its own section in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -38,18 +44,39 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_build import CLI, decode_floor, run_measured  # noqa: E402
 from results import update_section  # noqa: E402
 
+from cmav_data.atomic import write_text  # noqa: E402
+
 BENCH = [sys.executable, "-c", "from cmav_models.cli import main; main()"]  # no __main__ in cmav_models.cli
 STEPS = ("build", "extract", "compare", "bench")
 KINDS = ("stft", "cqt", "mfcc", "lms")
 URMP_PIECES = 44
+# The options each step's cost depends on (time scale and size name the corpus, and so the ledger).
+STEP_OPTIONS = {"build": ("jobs",), "extract": ("jobs",), "compare": ("jobs", "kinds", "compare_args"),
+                "bench": ("jobs", "bench_suite")}
 LINEAR_SLACK = 0.15  # k up to 1.15 counts as linear: one run per size carries that much timing noise
+
+
+def _commit() -> str:
+    """The checkout's short commit (``+dirty`` with uncommitted changes): a resumed run may span commits."""
+    git = ["git", "-C", str(Path(__file__).resolve().parent)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+COMMIT = _commit()
 
 
 @dataclass
@@ -57,6 +84,8 @@ class Measure:
     seconds: float
     rss_mb: float
     note: str = ""
+    at: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"))
+    commit: str = field(default_factory=lambda: COMMIT)
 
 
 @dataclass
@@ -99,14 +128,63 @@ def disk_bytes(path: Path, pattern: str = "**/*") -> int:
     return sum(p.stat().st_size for p in path.glob(pattern) if p.is_file()) if path.exists() else 0
 
 
-def make_corpus(work: Path, args: argparse.Namespace) -> tuple[Path, Measure]:
-    corpus = work / f"urmp44-{args.time_scale:g}-{args.size}"
+class Ledger:
+    """The steps measured so far for one corpus, written after each step so a killed run loses only the
+    step it was in. A size's entries are kept only while the options that change their cost match."""
+
+    def __init__(self, path: Path, options: dict, fresh: bool):
+        self.path = path
+        self.options = options
+        old = json.loads(path.read_text()) if path.exists() else {}
+        # The corpus is one per ledger file (its name carries the time scale and size): its measure
+        # stays while the corpus does.
+        self.data = {"options": options, "corpus": old.get("corpus"), "sizes": {}}
+        if fresh or not old:
+            return
+        changed = {k for k in options if old["options"].get(k) != options[k]}
+        for pieces, entry in old["sizes"].items():
+            if changed & set(STEP_OPTIONS["build"]):
+                continue  # every later step measured that build
+            entry["steps"] = {name: m for name, m in entry["steps"].items()
+                              if not changed & set(STEP_OPTIONS[name.split()[0]])}
+            self.data["sizes"][pieces] = entry
+
+    def save(self) -> None:
+        write_text(self.path, json.dumps(self.data, indent=1) + "\n")
+
+    def corpus(self) -> Measure | None:
+        return Measure(**self.data["corpus"]) if self.data["corpus"] else None
+
+    def set_corpus(self, m: Measure) -> None:
+        self.data["corpus"] = asdict(m)
+        self.save()
+
+    def size(self, pieces: int) -> SizeRun:
+        entry = self.data["sizes"].get(str(pieces))
+        if entry is None:
+            return SizeRun(pieces)
+        return SizeRun(pieces, entry["pairs"], entry["video_seconds"],
+                       {k: Measure(**v) for k, v in entry["steps"].items()}, entry["disk"], entry["failed"])
+
+    def record(self, run: SizeRun) -> None:
+        self.data["sizes"][str(run.pieces)] = asdict(run)
+        self.save()
+
+
+def make_corpus(work: Path, args: argparse.Namespace, ledger: Ledger) -> tuple[Path, Measure]:
+    corpus = work / corpus_name(args)
+    known = ledger.corpus()
     if (corpus / "demo.json").exists():
-        return corpus, Measure(math.nan, math.nan, "reused")
+        return corpus, known or Measure(math.nan, math.nan, "reused")
     seconds, rss = run_measured([*CLI, "make-demo-urmp", str(corpus), "--like-urmp", "--time-scale",
                                  str(args.time_scale), "--size", args.size, "-j", str(args.jobs), "--quiet",
                                  "--force"])
-    return corpus, Measure(seconds, rss)
+    ledger.set_corpus(Measure(seconds, rss))
+    return corpus, ledger.corpus()
+
+
+def corpus_name(args: argparse.Namespace) -> str:
+    return f"urmp44-{args.time_scale:g}-{args.size}"
 
 
 def sub_corpus(corpus: Path, pieces: int, work: Path) -> Path:
@@ -134,45 +212,56 @@ def _run(cmd: list[str], run: SizeRun, step: str) -> Measure | None:
     return Measure(seconds, rss)
 
 
-def run_size(corpus: Path, pieces: int, args: argparse.Namespace) -> SizeRun:
-    run = SizeRun(pieces)
+def run_size(corpus: Path, pieces: int, args: argparse.Namespace, ledger: Ledger) -> SizeRun:
+    """Measure the steps of ``args.steps`` the ledger lacks at this size; record each as it ends."""
+    run = ledger.size(pieces)
     source = sub_corpus(corpus, pieces, args.work)
     out = args.work / f"suburmp-{corpus.name}-{pieces}"
     videos = sorted(source.glob("*/Vid_*.mp4"))
     run.disk["corpus"] = disk_bytes(source, "*/*")
-    if "build" in args.steps or not (out / "build.json").exists():
+    if "build" not in run.steps or not (out / "build.json").exists():
+        run.steps = {}  # everything after the build depends on the build it measured
+        run.failed = {}
         shutil.rmtree(out, ignore_errors=True)
         build = _run([*CLI, "build-suburmp", str(source), str(out), "--membership", "all", "-j", str(args.jobs),
                       "--quiet"], run, "build")
         if build is None:
+            ledger.record(run)
             return run
         floor, how = decode_floor(videos, args.jobs)
         build.note = f"{build.seconds / floor:.2f}x the decode floor ({floor:.1f} s, {how})"
         run.steps["build"] = build
-    info = json.loads((out / "build.json").read_text())
-    run.pairs = info["n_pairs"]
-    run.video_seconds = sum(probe_seconds(v) for v in videos)
-    run.disk["chunks"] = disk_bytes(out / "chunk")
-    run.disk["images"] = disk_bytes(out / "img")
+        info = json.loads((out / "build.json").read_text())
+        run.pairs = info["n_pairs"]
+        run.video_seconds = sum(probe_seconds(v) for v in videos)
+        run.disk["chunks"] = disk_bytes(out / "chunk")
+        run.disk["images"] = disk_bytes(out / "img")
+        ledger.record(run)
     if "extract" in args.steps:
-        total = Measure(0.0, 0.0)
         for kind in args.kinds:
-            shutil.rmtree(next(iter(sorted((out / "features").glob(f"{kind}-*"))), Path("/nonexistent")),
-                          ignore_errors=True)
+            if f"extract {kind}" in run.steps:
+                continue
+            for folder in (out / "features").glob(f"{kind}-*"):
+                shutil.rmtree(folder)  # a killed extraction resumes; time a whole one
+            run.failed.pop(f"extract {kind}", None)
             one = _run([*CLI, "extract-features", str(out), "--kind", kind, "-j", str(args.jobs), "--quiet"],
                        run, f"extract {kind}")
-            if one is None:
-                continue
-            one.note = f"{run.pairs / one.seconds:.1f} chunks/s"
-            run.steps[f"extract {kind}"] = one
-            total = Measure(total.seconds + one.seconds, max(total.rss_mb, one.rss_mb))
-            (folder,) = sorted((out / "features").glob(f"{kind}-*"))
-            run.disk[f"features {kind}"] = disk_bytes(folder, "*.parquet")
-        total.note = f"{len(args.kinds) * run.pairs / max(total.seconds, 1e-9):.1f} chunks/s over the kinds"
-        run.steps["extract"] = total
-    if "compare" in args.steps:
+            if one is not None:
+                one.note = f"{run.pairs / one.seconds:.1f} chunks/s"
+                run.steps[f"extract {kind}"] = one
+                (folder,) = sorted((out / "features").glob(f"{kind}-*"))
+                run.disk[f"features {kind}"] = disk_bytes(folder, "*.parquet")
+            ledger.record(run)
+        kinds = [run.steps[f"extract {k}"] for k in args.kinds if f"extract {k}" in run.steps]
+        if len(kinds) == len(args.kinds):
+            run.steps["extract"] = Measure(sum(m.seconds for m in kinds), max(m.rss_mb for m in kinds),
+                                           f"{len(kinds) * run.pairs / sum(m.seconds for m in kinds):.1f} "
+                                           "chunks/s over the kinds", max(m.at for m in kinds))
+            ledger.record(run)
+    if "compare" in args.steps and "compare" not in run.steps:
         target = args.work / f"compare-{corpus.name}-{pieces}"
         shutil.rmtree(target, ignore_errors=True)  # cells would be reused: time a first run
+        run.failed.pop("compare", None)
         one = _run([*CLI, "compare-features", str(out), "--out", str(target), "--kinds", ",".join(args.kinds),
                     "--device", "cpu", "-j", str(args.jobs), "--quiet", *shlex.split(args.compare_args)],
                    run, "compare")
@@ -182,14 +271,17 @@ def run_size(corpus: Path, pieces: int, args: argparse.Namespace) -> SizeRun:
                         f"{', '.join(map(str, results['config']['seeds']))}, fit pairs {results['counts']['pairs']['fit']}")
             run.steps["compare"] = one
             run.disk["compare arrays"] = disk_bytes(out / "features", "*/arrays/*.npy") + disk_bytes(target / "inputs")
-    if "bench" in args.steps:
+        ledger.record(run)
+    if "bench" in args.steps and "bench" not in run.steps:
         runs = args.work / f"runs-{corpus.name}-{pieces}"
         shutil.rmtree(runs, ignore_errors=True)
+        run.failed.pop("bench", None)
         one = _run([*BENCH, "run", "--suite", args.bench_suite, "--data", str(out), "--out", str(runs),
                     "--device", "cpu", "--jobs", str(args.jobs), "--quiet"], run, "bench")
         if one is not None:
             one.note = f"suite {args.bench_suite}"
             run.steps["bench"] = one
+        ledger.record(run)
     return run
 
 
@@ -199,24 +291,34 @@ def probe_seconds(video: Path) -> float:
     return probe_video(video).duration
 
 
+def in_step_order(names) -> list[str]:
+    """Step names in the order the steps run (a resumed ledger holds them in the order they ended)."""
+    order = ["build", *(f"extract {k}" for k in KINDS), "extract", "compare", "bench"]
+    return sorted(names, key=lambda n: order.index(n) if n in order else len(order))
+
+
 def report(runs: list[SizeRun], args: argparse.Namespace, corpus_measure: Measure) -> str:
     lines = [f"corpus: make-demo-urmp --like-urmp --time-scale {args.time_scale:g} --size {args.size} "
              f"({'reused' if corpus_measure.note == 'reused' else f'{corpus_measure.seconds:.1f} s, peak RSS {corpus_measure.rss_mb:.0f} MB'}); "
              f"-j {args.jobs}; compare-features {args.compare_args or '(default profile)'}; bench suite {args.bench_suite}"]
     for run in runs:
         lines += ["", f"{run.pieces} pieces, {run.pairs} pairs, {run.video_seconds:.0f} s of video:",
-                  f"  {'step':<14} {'wall s':>9} {'peak RSS MB':>12}  note"]
-        for name, m in run.steps.items():
-            lines.append(f"  {name:<14} {m.seconds:>9.1f} {m.rss_mb:>12.0f}  {m.note}")
+                  f"  {'step':<14} {'wall s':>9} {'peak RSS MB':>12}  {'measured (UTC, commit)':<32} note"]
+        for name in in_step_order(run.steps):
+            m = run.steps[name]
+            lines.append(f"  {name:<14} {m.seconds:>9.1f} {m.rss_mb:>12.0f}  {m.at + ', ' + m.commit:<32} {m.note}")
         for name, cause in run.failed.items():
             lines.append(f"  {name:<14} FAILED: {cause}")
+        missing = [s for s in args.steps if s not in run.steps and not any(f.startswith(s) for f in run.failed)]
+        if missing:
+            lines.append(f"  not measured yet: {', '.join(missing)}")
         lines.append("  disk: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in run.disk.items()))
     sized = [r for r in runs if r.pairs]
     if len({r.pairs for r in sized}) >= 2:
         lines += ["", f"cost curve over {', '.join(str(r.pairs) for r in sized)} pairs "
                       f"(time = c * pairs^k, least squares on log-log; linear within k <= {1 + LINEAR_SLACK:g}):",
                   f"  {'step':<14} {'k time':>7} {'k RSS':>7}  growth"]
-        names = [n for n in runs[0].steps if all(n in r.steps for r in sized)]
+        names = [n for n in in_step_order(sized[0].steps) if all(n in r.steps for r in sized)]
         worse = []
         for name in names:
             pairs = [r.pairs for r in sized]
@@ -244,6 +346,8 @@ def main() -> None:
     ap.add_argument("--bench-suite", default="fast", help="cmav-bench run --suite")
     ap.add_argument("-j", "--jobs", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/cmav-bench-scale"))
+    ap.add_argument("--fresh", action="store_true",
+                    help="measure every step again, ignoring the ledger (a corpus already made is kept)")
     ap.add_argument("--no-record", action="store_true", help="do not update RESULTS.md")
     args = ap.parse_args()
     args.steps = [s for s in args.steps.split(",") if s]
@@ -252,12 +356,16 @@ def main() -> None:
     if unknown or not set(args.kinds) <= set(KINDS) or any(n < 1 or n > URMP_PIECES for n in args.pieces):
         ap.error(f"steps among {','.join(STEPS)}, kinds among {','.join(KINDS)}, pieces in 1..{URMP_PIECES}")
     args.work.mkdir(parents=True, exist_ok=True)
-    corpus, corpus_measure = make_corpus(args.work, args)
-    runs = [run_size(corpus, n, args) for n in sorted(args.pieces)]
+    options = {"time_scale": args.time_scale, "size": args.size, "jobs": args.jobs, "kinds": args.kinds,
+               "compare_args": args.compare_args, "bench_suite": args.bench_suite}
+    ledger = Ledger(args.work / f"ledger-{corpus_name(args)}.json", options, args.fresh)
+    corpus, corpus_measure = make_corpus(args.work, args, ledger)
+    runs = [run_size(corpus, n, args, ledger) for n in sorted(args.pieces)]
     body = report(runs, args, corpus_measure)
     print(body)
     if not args.no_record:
-        update_section("bench_scale", ("python benchmarks/bench_scale.py " + " ".join(sys.argv[1:])).strip(), body)
+        update_section(f"bench_scale {corpus_name(args)}",
+                       ("python benchmarks/bench_scale.py " + " ".join(sys.argv[1:])).strip(), body)
 
 
 if __name__ == "__main__":
