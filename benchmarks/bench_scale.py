@@ -4,7 +4,9 @@ For each corpus size (``--pieces``; 44 is URMP's), every step runs as a fresh pr
 with the peak RSS of its largest process (getrusage of the children, as bench_build.py):
 
   corpus   ``make-demo-urmp --like-urmp --time-scale F --size WxH`` (44 pieces, made once; a corpus of
-           N < 44 pieces is N evenly spaced piece folders of it, symlinked)
+           N < 44 pieces is N of its piece folders, symlinked: first pieces that give every instrument
+           two recordings, as far as N allows, since the bench needs each class in train and
+           validation; then evenly spaced ones)
   build    ``build-suburmp --membership all``; its floor is bench_build.py's bare decode of the same
            videos (the faster of one ffmpeg per video with all threads, or JOBS ffmpeg at once)
   extract  ``extract-features --kind K`` for each kind: chunks/s
@@ -123,6 +125,32 @@ def evenly_spaced(n: int, total: int) -> list[int]:
     return [round(i * (total - 1) / (n - 1)) if n > 1 else 0 for i in range(n)]
 
 
+def choose_pieces(n: int, folders: list[str], per_class: int = 2) -> list[int]:
+    """Indices of ``n`` of the URMP piece ``folders`` (``NN_Name_code_code...``): greedily the piece that
+    most reduces the shortfall of instruments with fewer than ``per_class`` recordings (ties to the
+    earliest), until none falls short or ``n`` are taken; then the rest evenly spaced."""
+    codes = [f.split("_")[2:] for f in folders]
+    counts = {c: 0 for cs in codes for c in cs}
+    taken: list[int] = []
+
+    def shortfall_cut(i: int) -> int:
+        seen = dict.fromkeys(codes[i], 0)
+        for c in codes[i]:
+            seen[c] += 1
+        return sum(min(k, max(0, per_class - counts[c])) for c, k in seen.items())
+
+    while len(taken) < n:
+        best = max((i for i in range(len(folders)) if i not in taken), key=lambda i: (shortfall_cut(i), -i))
+        if shortfall_cut(best) == 0:
+            break
+        taken.append(best)
+        for c in codes[best]:
+            counts[c] += 1
+    rest = [i for i in range(len(folders)) if i not in taken]
+    taken += [rest[j] for j in evenly_spaced(n - len(taken), len(rest))] if n > len(taken) else []
+    return sorted(taken)
+
+
 def disk_bytes(path: Path, pattern: str = "**/*") -> int:
     """Bytes of the files under ``path`` matching ``pattern`` (symlinked folders followed)."""
     return sum(p.stat().st_size for p in path.glob(pattern) if p.is_file()) if path.exists() else 0
@@ -188,14 +216,14 @@ def corpus_name(args: argparse.Namespace) -> str:
 
 
 def sub_corpus(corpus: Path, pieces: int, work: Path) -> Path:
-    """The 44-piece corpus itself, or a folder of ``pieces`` evenly spaced piece folders symlinked."""
+    """The 44-piece corpus itself, or a folder of ``pieces`` piece folders of it (``choose_pieces``) symlinked."""
     folders = sorted(p for p in corpus.iterdir() if p.is_dir() and not p.name.startswith("."))
     if pieces >= len(folders):
         return corpus
     sub = work / f"{corpus.name}-{pieces}"
     shutil.rmtree(sub, ignore_errors=True)
     sub.mkdir(parents=True)
-    for i in evenly_spaced(pieces, len(folders)):
+    for i in choose_pieces(pieces, [f.name for f in folders]):
         (sub / folders[i].name).symlink_to(folders[i].resolve(), target_is_directory=True)
     return sub
 
