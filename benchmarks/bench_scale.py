@@ -284,7 +284,8 @@ def run_size(corpus: Path, pieces: int, args: argparse.Namespace, ledger: Ledger
         if len(kinds) == len(args.kinds):
             run.steps["extract"] = Measure(sum(m.seconds for m in kinds), max(m.rss_mb for m in kinds),
                                            f"{len(kinds) * run.pairs / sum(m.seconds for m in kinds):.1f} "
-                                           "chunks/s over the kinds", max(m.at for m in kinds))
+                                           "chunks/s over the kinds", max(m.at for m in kinds),
+                                           " / ".join(sorted({m.commit for m in kinds})))
             ledger.record(run)
     if "compare" in args.steps and "compare" not in run.steps:
         target = args.work / f"compare-{corpus.name}-{pieces}"
@@ -344,17 +345,25 @@ def report(runs: list[SizeRun], args: argparse.Namespace, corpus_measure: Measur
     sized = [r for r in runs if r.pairs]
     if len({r.pairs for r in sized}) >= 2:
         lines += ["", f"cost curve over {', '.join(str(r.pairs) for r in sized)} pairs "
-                      f"(time = c * pairs^k, least squares on log-log; linear within k <= {1 + LINEAR_SLACK:g}):",
-                  f"  {'step':<14} {'k time':>7} {'k RSS':>7}  growth"]
-        names = [n for n in in_step_order(sized[0].steps) if all(n in r.steps for r in sized)]
+                      f"(time = c * pairs^k, least squares on log-log; linear within k <= {1 + LINEAR_SLACK:g}; "
+                      "a step is fitted over the sizes it ran at):",
+                  f"  {'step':<14} {'k time':>7} {'k RSS':>7}  {'growth':<19} ms per added pair, size to size"]
         worse = []
-        for name in names:
-            pairs = [r.pairs for r in sized]
-            k_time = fit_exponent(pairs, [r.steps[name].seconds for r in sized])
-            k_rss = fit_exponent(pairs, [r.steps[name].rss_mb for r in sized])
-            lines.append(f"  {name:<14} {k_time:>7.2f} {k_rss:>7.2f}  {growth(k_time)}")
+        for name in in_step_order({n for r in sized for n in r.steps}):
+            at = [r for r in sized if name in r.steps]
+            if len({r.pairs for r in at}) < 2:
+                continue
+            pairs = [r.pairs for r in at]
+            k_time = fit_exponent(pairs, [r.steps[name].seconds for r in at])
+            k_rss = fit_exponent(pairs, [r.steps[name].rss_mb for r in at])
+            # A fixed start-up cost pulls k below 1 on small corpora; the added cost per pair from one
+            # size to the next shows the per-pair growth without it.
+            marginal = [1000 * (b.steps[name].seconds - a.steps[name].seconds) / (b.pairs - a.pairs)
+                        for a, b in zip(at, at[1:]) if b.pairs > a.pairs]
+            lines.append(f"  {name:<14} {k_time:>7.2f} {k_rss:>7.2f}  {growth(k_time):<19} "
+                         + ", ".join(f"{m:.1f}" for m in marginal))
             if growth(k_time) == "worse than linear":
-                first, last = sized[0], sized[-1]
+                first, last = at[0], at[-1]
                 worse.append(f"{name} (k = {k_time:.2f}: {1000 * first.steps[name].seconds / first.pairs:.1f} ms per "
                              f"pair at {first.pairs} pairs, {1000 * last.steps[name].seconds / last.pairs:.1f} ms at "
                              f"{last.pairs})")

@@ -7,12 +7,16 @@ including its scoring of the selection and held-out rows; floor: the same SoundC
 size and number of optimizer steps on one random tensor held in memory, plus the same forward
 passes for scoring. Both at one torch thread, as compare-features trains.
 
-GAN: ``cmav_models.train.train_cgan`` (the S2I projection cGAN of the fast suite, `--gan projection`: 32 px images, a
-13-class posterior as condition, mismatched pairs on), one epoch of uint8 images in memory,
-including its per-epoch checkpoint; floor: the same G and D steps on random tensors already in the
-output space, without batching, mismatch sampling or checkpoint.
+GAN-CLS: ``cmav_models.gan_cls.train_gan_cls`` (the fast suite's S2I-C, the default rows: 32 px
+images, the sound classifier's embedding as condition, instrument mismatches), one epoch of uint8
+images in memory, including its per-epoch checkpoint; floor: the same G and D steps (the real
+features shared by the matching and mismatched scores, as in training) on random tensors already in
+the output space, without batching, mismatch sampling or checkpoint.
 
-    python benchmarks/bench_train.py                      # stft, 1024 fit pairs, 1 epoch; GAN 1024 pairs
+Projection: ``cmav_models.train.train_cgan`` (the fast suite's S2I projection cGAN, `--gan projection`:
+a 13-class posterior as condition, mismatched pairs on), measured the same way.
+
+    python benchmarks/bench_train.py                      # stft, 1024 fit pairs, 1 epoch; GANs 1024 pairs
     python benchmarks/bench_train.py --kind lms --pairs 256 --gan-pairs 256 --repeats 2 --no-record   # a quick look
 """
 
@@ -33,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import update_section  # noqa: E402
 
 from cmav_data.features.specs import make_spec  # noqa: E402
+from cmav_models import gan_cls  # noqa: E402
 from cmav_models.bench import SUITES  # noqa: E402
 from cmav_models.projection_gan import Discriminator, Generator, discriminator_loss, generator_loss  # noqa: E402
 from cmav_models.compare_features import POOLINGS, CellTask, CompareConfig, Inputs, train_cell  # noqa: E402
@@ -153,37 +158,85 @@ def gan_floor(generator: Generator, discriminator: Discriminator, n: int, batch_
     return time.perf_counter() - start
 
 
-def bench_gan(work: Path, n: int, repeats: int) -> tuple[str, float]:
+def gan_cls_floor(generator: gan_cls.Generator, discriminator: gan_cls.Discriminator, n: int,
+                  training: gan_cls.GanClsTraining) -> float:
+    """Seconds of one epoch of GAN-CLS's G and D steps on random tensors already in the output space."""
+    config, batch_size = generator.config, training.batch_size
+    g_opt = torch.optim.Adam(generator.parameters(), lr=training.lr_generator, betas=(training.beta1, 0.999))
+    d_opt = torch.optim.Adam(discriminator.parameters(), lr=training.lr_discriminator, betas=(training.beta1, 0.999))
+    real = torch.rand(batch_size, config.out_channels, *config.out_shape) * 2 - 1
+    cond, mismatched = torch.randn(batch_size, config.cond_dim), torch.randn(batch_size, config.cond_dim)
+    z = torch.randn(batch_size, config.noise_dim)
+    generator.train()
+    discriminator.train()
+    start = time.perf_counter()
+    for _ in range(n // batch_size):
+        fake = generator(z, cond)
+        real_features = discriminator.features(real)
+        d_loss = gan_cls.discriminator_loss(discriminator.score(real_features, cond), discriminator(fake.detach(), cond),
+                                            discriminator.score(real_features, mismatched))
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.step()
+        g_loss = gan_cls.generator_loss(discriminator(fake, cond))
+        g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_opt.step()
+        d_loss.item(), g_loss.item()
+    return time.perf_counter() - start
+
+
+def bench_gan(work: Path, n: int, repeats: int, family: str) -> tuple[str, float]:
+    """One epoch of the fast suite's S2I GAN of ``family`` ("gan_cls": S2I-C; "projection") against its floor."""
     suite = SUITES["fast"]
     size = suite.load.image_size
-    config = dataclasses.replace(suite.projection_gan, out_channels=3, out_shape=(size, size), cond_dim=N_CLASSES)
-    batch_size = suite.gan_training.batch_size
-    training = dataclasses.replace(suite.gan_training, epochs=1)
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=generator)
-    conditions = torch.softmax(torch.randn(n, N_CLASSES, generator=generator), dim=1)
+    rng = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=rng)
     labels = torch.arange(n) % N_CLASSES
+    if family == "gan_cls":
+        # The condition is the fast suite's sound classifier embedding: channels x the rows it keeps.
+        cond_dim = SoundCNN(dataclasses.replace(suite.sound_cnn, n_classes=N_CLASSES,
+                                                in_shape=make_spec("lms").shape)).head.in_features
+        config = dataclasses.replace(suite.gan_cls, out_channels=3, out_shape=(size, size), cond_dim=cond_dim)
+        training = dataclasses.replace(suite.gan_cls_training, epochs=1)
+        conditions, pose = torch.randn(n, cond_dim, generator=rng), torch.rand(n, generator=rng)
+        models = lambda: (gan_cls.Generator(config), gan_cls.Discriminator(config))
+        floor_fn = lambda g, d, m: gan_cls_floor(g, d, m, training)
+        train = lambda stage, g, d: gan_cls.train_gan_cls(stage, g, d, images, conditions, labels, pose,
+                                                          image_to_unit, training)
+        title = (f"GAN-CLS stage (S2I-C of the fast suite, the default rows: {size} px, condition {cond_dim}-d, "
+                 "instrument mismatches")
+        name = "train_gan_cls"
+    else:
+        config = dataclasses.replace(suite.projection_gan, out_channels=3, out_shape=(size, size), cond_dim=N_CLASSES)
+        training = dataclasses.replace(suite.gan_training, epochs=1)
+        conditions = torch.softmax(torch.randn(n, N_CLASSES, generator=rng), dim=1)
+        models = lambda: (Generator(config), Discriminator(config))
+        floor_fn = lambda g, d, m: gan_floor(g, d, m, training.batch_size)
+        train = lambda stage, g, d: train_cgan(stage, g, d, images, conditions, labels, image_to_unit,
+                                               training)
+        title = f"projection GAN stage (S2I cGAN of the fast suite, --gan projection: {size} px, mismatch on"
+        name = "train_cgan"
+    batch_size = training.batch_size
     torch.manual_seed(0)
-    gan_floor(Generator(config), Discriminator(config), min(n, 4 * batch_size), batch_size)  # warm-up
+    floor_fn(*models(), min(n, 4 * batch_size))  # warm-up: allocator, kernels
 
     def floor_run() -> float:
         torch.manual_seed(0)
-        return gan_floor(Generator(config), Discriminator(config), n, batch_size)
+        return floor_fn(*models(), n)
 
     def gan_run() -> float:
-        (work / "gan.pt").unlink(missing_ok=True)  # a fresh stage, not a resumed one
+        (work / f"{family}.pt").unlink(missing_ok=True)  # a fresh stage, not a resumed one
         torch.manual_seed(0)
-        stage = Stage("bench", work / "gan.pt", {"bench": True}, 0, torch.device("cpu"), progress=False)
-        models = Generator(config), Discriminator(config)
-        return _timed(lambda: train_cgan(stage, *models, images, conditions, labels, image_to_unit, training))
+        stage = Stage("bench", work / f"{family}.pt", {"bench": True}, 0, torch.device("cpu"), progress=False)
+        return _timed(lambda: train(stage, *models()))
 
     floor, gan, ratios = alternated(floor_run, gan_run, repeats)
     steps = n // batch_size
-    return (f"GAN stage (S2I cGAN of the fast suite: {size} px, g/d width {config.g_channels}, n_up {config.n_up}, "
-            f"batch {batch_size}, mismatch on; 1 epoch of {n} pairs = {steps} steps, {torch.get_num_threads()} "
-            f"thread(s)):\n"
-            f"  train_cgan {gan:7.2f} s  {steps * batch_size / gan:8.1f} samples/s\n"
-            f"  floor      {floor:7.2f} s  {steps * batch_size / floor:8.1f} samples/s\n"
+    return (f"{title}; g/d width {config.g_channels}, n_up {config.n_up}, batch {batch_size}; 1 epoch of {n} pairs = "
+            f"{steps} steps, {torch.get_num_threads()} thread(s)):\n"
+            f"  {name:<13} {gan:7.2f} s  {steps * batch_size / gan:8.1f} samples/s\n"
+            f"  {'floor':<13} {floor:7.2f} s  {steps * batch_size / floor:8.1f} samples/s\n"
             f"  ratio {gan / floor:5.2f}x (goal <= 1.25x; {_rounds(ratios)})"), gan / floor
 
 
@@ -194,8 +247,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--pooling", default="keep", choices=sorted(POOLINGS))
-    ap.add_argument("--gan-pairs", type=int, default=1024, help="pairs in the GAN's epoch")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads of the GAN (the cell always uses 1)")
+    ap.add_argument("--gan-pairs", type=int, default=1024, help="pairs in each GAN's epoch")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the GANs (the cell always uses 1)")
     ap.add_argument("--repeats", type=int, default=3, help="alternated floor/real rounds (the fastest of each is kept)")
     ap.add_argument("--no-record", action="store_true", help="do not update RESULTS.md")
     args = ap.parse_args()
@@ -204,8 +257,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cmav-bench-train-") as tmp:
         cell_text, _ = bench_cell(Path(tmp), args.kind, args.pairs, args.epochs, args.depth, args.pooling,
                                   args.repeats)
-        gan_text, _ = bench_gan(Path(tmp), args.gan_pairs, args.repeats)
-    body = cell_text + "\n\n" + gan_text + "\n\n(wall-clock timings; the fastest round of each side is compared)"
+        gan_texts = [bench_gan(Path(tmp), args.gan_pairs, args.repeats, family)[0]
+                     for family in ("gan_cls", "projection")]
+    body = "\n\n".join([cell_text, *gan_texts,
+                         "(wall-clock timings; the fastest round of each side is compared)"])
     print(body)
     if not args.no_record:
         update_section("bench_train", ("python benchmarks/bench_train.py " + " ".join(sys.argv[1:])).strip(), body)
