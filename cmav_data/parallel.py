@@ -10,6 +10,8 @@ order, so their output does not depend on which one runs them. This module turns
   file system as this process: the recipes read inputs and write outputs by path).
 
 Every worker pins its math libraries to one thread, so N workers use N cores, not N x cores.
+A local pool's worker exits within a second of its parent's death (a SIGTERM from a scheduler, a
+SIGKILL): otherwise it would run the tasks already queued to it for minutes, beside a rerun.
 Dask tasks are retried on another worker if theirs dies: work units write atomically and are
 idempotent, so a retry gives the same bytes.
 """
@@ -19,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import threading
+import time
 import uuid
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable, Iterator
@@ -33,9 +37,21 @@ EXECUTOR_KINDS = ("process", "dask")
 DASK_RETRIES = 3
 
 
+PARENT_POLL_SECONDS = 0.5
+
+
 def _init_worker() -> None:
     # Set before numpy/torch are imported in the worker, which read them at import time.
     os.environ.update(SINGLE_THREAD_ENV)
+    parent = os.getppid()
+
+    def exit_with_parent() -> None:
+        # A dead parent's children are re-parented (to init or a subreaper), so getppid changes.
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)  # no cleanup to run: every output is written atomically, leftovers swept on resume
+
+    threading.Thread(target=exit_with_parent, name="exit-with-parent", daemon=True).start()
 
 
 def _single_threaded(fn: Callable, *args: Any, **kwargs: Any) -> Any:

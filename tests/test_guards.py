@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -11,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +84,51 @@ def test_a_forked_worker_does_not_keep_a_killed_parents_lock(tmp_path: Path):
             pass
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _pool_workers(pid: int) -> list[int]:
+    """The spawned process-pool workers among ``pid``'s children (not its resource tracker)."""
+    workers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"multiprocessing.spawn" in cmdline:
+            workers.append(int(stat.parent.name))
+    return workers
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for whoever reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_pool_workers_exit_soon_after_their_parent_is_killed(tmp_path: Path):
+    # Four 20 s pieces on two workers are several seconds of queued work each: without the exit-with-
+    # parent watch, the orphans go on rendering (seen: a killed corpus run's workers started new pieces).
+    cmd = [*CLI, "make-demo-urmp", str(tmp_path / "demo"), "--pieces", "4", "--seconds", "20-20", "--size",
+           "160x90", "-j", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := _pool_workers(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(workers) == 2, "the pool's two workers should have started"
+        time.sleep(1.0)  # the pieces are submitted and rendering
+        proc.send_signal(signal.SIGKILL)  # no handler runs: the workers must notice on their own
+        proc.wait()
+        deadline = time.monotonic() + 3
+        while any(map(_running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(map(_running, workers)), "a killed run's pool workers still run"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------- builds never write into their inputs
