@@ -33,12 +33,13 @@ A full-size run takes longer than one sitting, so every finished step is written
 ``--work`` (``ledger-<corpus>.json``, keyed by the options that change its cost) the moment it ends.
 Running the same command again measures only the steps the ledger lacks (a step killed midway is
 measured again from its start) and reports them all, each with the time it was measured; ``--fresh``
-measures everything again. Each corpus (time scale and size) has its own section in RESULTS.md.
+measures everything again, ``--report-only`` nothing (what a run still going has finished). Each corpus (time scale and size) has its own section in RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -192,7 +193,8 @@ class Ledger:
         if entry is None:
             return SizeRun(pieces)
         return SizeRun(pieces, entry["pairs"], entry["video_seconds"],
-                       {k: Measure(**v) for k, v in entry["steps"].items()}, entry["disk"], entry["failed"])
+                       {k: Measure(**v) for k, v in entry["steps"].items() if k != "extract"},  # derived
+                       entry["disk"], entry["failed"])
 
     def record(self, run: SizeRun) -> None:
         self.data["sizes"][str(run.pieces)] = asdict(run)
@@ -280,13 +282,6 @@ def run_size(corpus: Path, pieces: int, args: argparse.Namespace, ledger: Ledger
                 (folder,) = sorted((out / "features").glob(f"{kind}-*"))
                 run.disk[f"features {kind}"] = disk_bytes(folder, "*.parquet")
             ledger.record(run)
-        kinds = [run.steps[f"extract {k}"] for k in args.kinds if f"extract {k}" in run.steps]
-        if len(kinds) == len(args.kinds):
-            run.steps["extract"] = Measure(sum(m.seconds for m in kinds), max(m.rss_mb for m in kinds),
-                                           f"{len(kinds) * run.pairs / sum(m.seconds for m in kinds):.1f} "
-                                           "chunks/s over the kinds", max(m.at for m in kinds),
-                                           " / ".join(sorted({m.commit for m in kinds})))
-            ledger.record(run)
     if "compare" in args.steps and "compare" not in run.steps:
         target = args.work / f"compare-{corpus.name}-{pieces}"
         shutil.rmtree(target, ignore_errors=True)  # cells would be reused: time a first run
@@ -326,9 +321,21 @@ def in_step_order(names) -> list[str]:
     return sorted(names, key=lambda n: order.index(n) if n in order else len(order))
 
 
+def with_extract_total(run: SizeRun, kinds: list[str]) -> SizeRun:
+    """``run`` with the step "extract": the sum over the kinds, once every kind is measured."""
+    parts = [run.steps[f"extract {k}"] for k in kinds if f"extract {k}" in run.steps]
+    if len(parts) < len(kinds) or not parts:
+        return run
+    seconds = sum(m.seconds for m in parts)
+    total = Measure(seconds, max(m.rss_mb for m in parts), f"{len(parts) * run.pairs / seconds:.1f} chunks/s over "
+                    "the kinds", max(m.at for m in parts), " / ".join(sorted({m.commit for m in parts})))
+    return dataclasses.replace(run, steps={**run.steps, "extract": total})
+
+
 def report(runs: list[SizeRun], args: argparse.Namespace, corpus_measure: Measure) -> str:
+    runs = [with_extract_total(r, args.kinds) for r in runs]
     lines = [f"corpus: make-demo-urmp --like-urmp --time-scale {args.time_scale:g} --size {args.size} "
-             f"({'reused' if corpus_measure.note == 'reused' else f'{corpus_measure.seconds:.1f} s, peak RSS {corpus_measure.rss_mb:.0f} MB'}); "
+             f"({corpus_measure.note or f'{corpus_measure.seconds:.1f} s, peak RSS {corpus_measure.rss_mb:.0f} MB'}); "
              f"-j {args.jobs}; compare-features {args.compare_args or '(default profile)'}; bench suite {args.bench_suite}"]
     for run in runs:
         lines += ["", f"{run.pieces} pieces, {run.pairs} pairs, {run.video_seconds:.0f} s of video:",
@@ -385,6 +392,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/cmav-bench-scale"))
     ap.add_argument("--fresh", action="store_true",
                     help="measure every step again, ignoring the ledger (a corpus already made is kept)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="measure nothing: report (and record) what the ledger holds, e.g. of a run still going")
     ap.add_argument("--no-record", action="store_true", help="do not update RESULTS.md")
     args = ap.parse_args()
     args.steps = [s for s in args.steps.split(",") if s]
@@ -396,13 +405,17 @@ def main() -> None:
     options = {"time_scale": args.time_scale, "size": args.size, "jobs": args.jobs, "kinds": args.kinds,
                "compare_args": args.compare_args, "bench_suite": args.bench_suite}
     ledger = Ledger(args.work / f"ledger-{corpus_name(args)}.json", options, args.fresh)
-    corpus, corpus_measure = make_corpus(args.work, args, ledger)
-    runs = [run_size(corpus, n, args, ledger) for n in sorted(args.pieces)]
+    if args.report_only:
+        corpus_measure = ledger.corpus() or Measure(math.nan, math.nan, "not made yet")
+        runs = [ledger.size(n) for n in sorted(args.pieces)]
+    else:
+        corpus, corpus_measure = make_corpus(args.work, args, ledger)
+        runs = [run_size(corpus, n, args, ledger) for n in sorted(args.pieces)]
     body = report(runs, args, corpus_measure)
     print(body)
     if not args.no_record:
-        update_section(f"bench_scale {corpus_name(args)}",
-                       ("python benchmarks/bench_scale.py " + " ".join(sys.argv[1:])).strip(), body)
+        command = " ".join(["python benchmarks/bench_scale.py", *(a for a in sys.argv[1:] if a != "--report-only")])
+        update_section(f"bench_scale {corpus_name(args)}", command, body)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from bench_scale import (LINEAR_SLACK, Ledger, Measure, SizeRun, choose_pieces, evenly_spaced,  # noqa: E402
-                         fit_exponent, growth, in_step_order)
+                         fit_exponent, growth, in_step_order, with_extract_total)
 
 INDEX = Path(__file__).resolve().parent.parent / "manifests" / "urmp_index.csv"
 
@@ -98,3 +98,10 @@ def test_the_ledger_keeps_finished_steps_and_drops_those_an_option_change_makes_
 def test_steps_are_reported_in_the_order_they_run():
     assert in_step_order(["bench", "extract", "extract lms", "build", "compare", "extract cqt"]) == [
         "build", "extract cqt", "extract lms", "extract", "compare", "bench"]
+
+
+def test_the_extract_total_is_derived_once_every_kind_is_measured():
+    run = SizeRun(4, pairs=100, steps={"extract lms": Measure(2.0, 500.0), "extract cqt": Measure(3.0, 700.0)})
+    total = with_extract_total(run, ["lms", "cqt"]).steps["extract"]
+    assert (total.seconds, total.rss_mb) == (5.0, 700.0) and total.note.startswith("40.0 chunks/s")
+    assert "extract" not in with_extract_total(run, ["lms", "cqt", "stft"]).steps
