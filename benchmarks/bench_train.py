@@ -133,34 +133,9 @@ def bench_cell(work: Path, kind: str, n_fit: int, epochs: int, depth: int, pooli
             f"  ratio {cell / floor:5.2f}x (goal <= 1.25x; {_rounds(ratios)})"), cell / floor
 
 
-def gan_floor(generator: Generator, discriminator: Discriminator, n: int, batch_size: int) -> float:
-    """Seconds of one epoch's G and D steps on random tensors already in the output space."""
-    config = generator.config
-    g_opt = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    d_opt = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    real = torch.rand(batch_size, config.out_channels, *config.out_shape) * 2 - 1
-    cond, mismatched = torch.randn(batch_size, config.cond_dim), torch.randn(batch_size, config.cond_dim)
-    z = torch.randn(batch_size, config.noise_dim)
-    generator.train()
-    discriminator.train()
-    start = time.perf_counter()
-    for _ in range(n // batch_size):
-        fake = generator(z, cond)
-        d_loss = discriminator_loss(discriminator, real, fake, cond, mismatched if config.mismatch else None)
-        d_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d_opt.step()
-        g_loss = generator_loss(discriminator, fake, cond)
-        g_opt.zero_grad(set_to_none=True)
-        g_loss.backward()
-        g_opt.step()
-        d_loss.item(), g_loss.item()
-    return time.perf_counter() - start
-
-
-def gan_cls_floor(generator: gan_cls.Generator, discriminator: gan_cls.Discriminator, n: int,
-                  training: gan_cls.GanClsTraining) -> float:
-    """Seconds of one epoch of GAN-CLS's G and D steps on random tensors already in the output space."""
+def gan_floor(generator: torch.nn.Module, discriminator: torch.nn.Module, n: int, training, d_loss, g_loss) -> float:
+    """Seconds of one epoch's G and D steps on random tensors already in the output space.
+    ``d_loss(real, fake, cond, mismatched)`` and ``g_loss(fake, cond)`` are the family's losses."""
     config, batch_size = generator.config, training.batch_size
     g_opt = torch.optim.Adam(generator.parameters(), lr=training.lr_generator, betas=(training.beta1, 0.999))
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=training.lr_discriminator, betas=(training.beta1, 0.999))
@@ -172,18 +147,33 @@ def gan_cls_floor(generator: gan_cls.Generator, discriminator: gan_cls.Discrimin
     start = time.perf_counter()
     for _ in range(n // batch_size):
         fake = generator(z, cond)
-        real_features = discriminator.features(real)
-        d_loss = gan_cls.discriminator_loss(discriminator.score(real_features, cond), discriminator(fake.detach(), cond),
-                                            discriminator.score(real_features, mismatched))
+        loss = d_loss(real, fake, cond, mismatched)
         d_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
+        loss.backward()
         d_opt.step()
-        g_loss = gan_cls.generator_loss(discriminator(fake, cond))
+        g = g_loss(fake, cond)
         g_opt.zero_grad(set_to_none=True)
-        g_loss.backward()
+        g.backward()
         g_opt.step()
-        d_loss.item(), g_loss.item()
+        loss.item(), g.item()
     return time.perf_counter() - start
+
+
+def gan_cls_losses(discriminator: gan_cls.Discriminator):
+    """GAN-CLS's losses as its training computes them: the real features shared by both real scores."""
+    def d_loss(real, fake, cond, mismatched):
+        features = discriminator.features(real)
+        return gan_cls.discriminator_loss(discriminator.score(features, cond), discriminator(fake.detach(), cond),
+                                          discriminator.score(features, mismatched))
+
+    return d_loss, lambda fake, cond: gan_cls.generator_loss(discriminator(fake, cond))
+
+
+def projection_losses(discriminator: Discriminator, mismatch: bool):
+    def d_loss(real, fake, cond, mismatched):
+        return discriminator_loss(discriminator, real, fake, cond, mismatched if mismatch else None)
+
+    return d_loss, lambda fake, cond: generator_loss(discriminator, fake, cond)
 
 
 def bench_gan(work: Path, n: int, repeats: int, family: str) -> tuple[str, float]:
@@ -201,7 +191,7 @@ def bench_gan(work: Path, n: int, repeats: int, family: str) -> tuple[str, float
         training = dataclasses.replace(suite.gan_cls_training, epochs=1)
         conditions, pose = torch.randn(n, cond_dim, generator=rng), torch.rand(n, generator=rng)
         models = lambda: (gan_cls.Generator(config), gan_cls.Discriminator(config))
-        floor_fn = lambda g, d, m: gan_cls_floor(g, d, m, training)
+        losses = gan_cls_losses
         train = lambda stage, g, d: gan_cls.train_gan_cls(stage, g, d, images, conditions, labels, pose,
                                                           image_to_unit, training)
         title = (f"GAN-CLS stage (S2I-C of the fast suite, the default rows: {size} px, condition {cond_dim}-d, "
@@ -212,18 +202,19 @@ def bench_gan(work: Path, n: int, repeats: int, family: str) -> tuple[str, float
         training = dataclasses.replace(suite.gan_training, epochs=1)
         conditions = torch.softmax(torch.randn(n, N_CLASSES, generator=rng), dim=1)
         models = lambda: (Generator(config), Discriminator(config))
-        floor_fn = lambda g, d, m: gan_floor(g, d, m, training.batch_size)
+        losses = lambda d: projection_losses(d, config.mismatch)
         train = lambda stage, g, d: train_cgan(stage, g, d, images, conditions, labels, image_to_unit,
                                                training)
         title = f"projection GAN stage (S2I cGAN of the fast suite, --gan projection: {size} px, mismatch on"
         name = "train_cgan"
     batch_size = training.batch_size
-    torch.manual_seed(0)
-    floor_fn(*models(), min(n, 4 * batch_size))  # warm-up: allocator, kernels
 
-    def floor_run() -> float:
+    def floor_run(pairs: int = n) -> float:
         torch.manual_seed(0)
-        return floor_fn(*models(), n)
+        g, d = models()
+        return gan_floor(g, d, pairs, training, *losses(d))
+
+    floor_run(min(n, 4 * batch_size))  # warm-up: allocator, kernels
 
     def gan_run() -> float:
         (work / f"{family}.pt").unlink(missing_ok=True)  # a fresh stage, not a resumed one
