@@ -40,7 +40,8 @@ DATA = click.option("--data", "data_dir", type=click.Path(file_okay=False, path_
 DEVICE = click.option("--device", default="auto", help="torch device: auto (a GPU when present), cpu, cuda, ...")
 JOBS = click.option("--jobs", type=click.IntRange(min=1), default=1, help="Processes decoding images and LMS.")
 THREADS = click.option("--threads", type=click.IntRange(min=1), default=1,
-                       help="torch CPU threads; 1 is fastest for these small networks on shared cores.")
+                       help="torch CPU threads (default 1, as every figure in benchmarks/RESULTS.md was made; more "
+                            "threads were not measured to be faster on 2 cores).")
 SILENT = click.option("--include-silent", is_flag=True,
                       help="Keep pairs the manifest flags silent (left out of training and scoring by default).")
 QUIET = click.option("--quiet", is_flag=True, help="No progress bars.")
