@@ -1,8 +1,8 @@
 """Ordered parallel map with a progress bar.
 
-Work is submitted to an injected ``concurrent.futures.Executor`` (None runs it in this process);
-results come back in input order whatever order the workers finish in, which is what keeps outputs
-independent of the number of workers.
+Work is submitted to an injected ``concurrent.futures.Executor`` (None runs it in this process, with
+one math-library thread as a pool worker has); results come back in input order whatever order the
+workers finish in. Both keep outputs independent of the number of workers.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from concurrent.futures import Executor
 from typing import Callable, Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
+
+from cmav_data.parallel import SingleThreaded
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -21,8 +23,9 @@ def progress_map(fn: Callable[[T], R], items: Iterable[T], executor: Executor | 
     items = list(items)
     with tqdm(total=len(items), desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True) as bar:
         if executor is None:
+            single_threaded = SingleThreaded()  # as a pool's workers run, so -j 1 gives their bytes
             for item in items:
-                yield fn(item)
+                yield single_threaded(fn, item)
                 bar.update()
             return
         futures = [executor.submit(fn, item) for item in items]

@@ -26,4 +26,5 @@ def test_bench_train_runs_at_a_tiny_size():
                              "--gan-pairs", "64", "--repeats", "1", "--no-record"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("ratio ") == 2 and "train_cgan" in result.stdout
+    assert result.stdout.count("ratio ") == 3  # the cell, the GAN-CLS stage, the projection stage
+    assert "train_gan_cls" in result.stdout and "train_cgan" in result.stdout

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from cmav_data.locking import LOCK_NAME, OutputLocked, output_lock
+from cmav_data.parallel import executor_for
 from cmav_data.recipes.build import BuildError, RunFlags
 from cmav_data.recipes.inis import build_inis
 from cmav_data.recipes.suburmp import build_suburmp
@@ -463,3 +464,31 @@ def test_make_demo_force_never_touches_a_folder_that_is_not_a_demo_corpus(tmp_pa
     with pytest.raises(DemoError, match="not a demo corpus made by make-demo-urmp"):
         make_demo_urmp(urmp, DemoOptions(pieces=1, seconds=(2.0, 2.0), size=(64, 64)), progress=False, force=True)
     assert {p: p.read_bytes() for p in urmp.rglob("*") if p.is_file()} == before
+
+
+# ---------------------------------------------------------------- -j 1 computes as a pool's workers do
+
+def _math_threads(_item: int) -> tuple[list[int], int]:
+    import threadpoolctl
+    import torch
+
+    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()], torch.get_num_threads()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: every library runs one thread anyway")
+def test_work_run_in_this_process_has_one_math_thread_like_a_pool_worker():
+    # A float reduction split over threads can round differently (seen: the reference LMS of -j 1 one
+    # float32 step off -j 2's in 1 value of 45,000), so -j 1 must compute single-threaded too.
+    import threadpoolctl
+    import torch
+
+    from cmav_data.progress import progress_map
+
+    before = ([lib["num_threads"] for lib in threadpoolctl.threadpool_info()], torch.get_num_threads())
+    assert max(before[0]) > 1 or before[1] > 1, "this process should start with more than one math thread"
+    (blas, torch_threads), = progress_map(_math_threads, [0], None, enabled=False)
+    assert set(blas) == {1} and torch_threads == 1
+    with executor_for(2) as pool:
+        (pool_blas, pool_torch), = progress_map(_math_threads, [0], pool, enabled=False)
+    assert set(pool_blas) == {1} and pool_torch == 1
+    assert ([lib["num_threads"] for lib in threadpoolctl.threadpool_info()], torch.get_num_threads()) == before
