@@ -19,12 +19,13 @@ cost curve fits time = c * pairs^k (least squares on log-log) per step over the 
 names every step whose k exceeds 1 + LINEAR_SLACK (worse than linear) with its time per pair at the
 smallest and largest size. Sizes, time scale, video size and steps are options:
 
-    # what this was tried with (minutes on a busy machine): 4 and 11 pieces, 2% of URMP's lengths
+    # a quick look (minutes): 4 and 11 pieces, 2% of URMP's lengths
     python benchmarks/bench_scale.py --pieces 4 11 --time-scale 0.02 --size 320x180 --bench-suite smoke
-    # a reduced curve (about 30-40 minutes on 2 quiet cores)
+    # the reduced curve (43 minutes on 2 quiet cores)
     python benchmarks/bench_scale.py --pieces 4 11 22 44 --time-scale 0.05 --size 480x270
-    # the full-size run (hours): URMP's lengths at 1080p
-    python benchmarks/bench_scale.py --pieces 4 11 22 44 --time-scale 1 --size 1920x1080
+    # the full-size run (hours; corpus 47 min, build 9 min, extraction 13 min, then compare and bench;
+    # about 40 GB of disk): URMP's 44 pieces at their lengths at 1080p
+    python benchmarks/bench_scale.py --pieces 44 --time-scale 1 --size 1920x1080
 
 Each step's numbers are one run (wall time on a shared or quiet machine, as stated by the caller);
 the exponent comes from as many sizes as were run (at least two are needed for it).
