@@ -166,12 +166,12 @@ class BenchConfig:
     flow_i2s_width: int
     flow_training: FlowTraining
     # The judges (trained once per dataset, see judge_spec): every score rests on them, so they get
-    # what the per-seed encoders cannot afford: all training pairs, a wider image network, more
-    # epochs, augmentation and a decaying rate.
+    # what the per-seed encoders cannot afford: more training pairs (JUDGE_MAX_TRAIN in the fast
+    # suite, all in the full one), a wider image network, more epochs, augmentation and a decaying rate.
     judge_image_cnn: ImageCNNConfig
     judge_image_training: TrainConfig  # the image classifier and the pose regressor
     judge_sound_training: TrainConfig
-    judge_max_train: int | None
+    judge_max_train: int | None  # training pairs (seeded sample over every recording), None = all
     gan: str = "gan-cls"  # the GAN rows trained (GAN_CHOICES); the flow-matching rows always are
     metrics: tuple[str, ...] = DEFAULT_METRICS
 
@@ -190,10 +190,19 @@ class BenchConfig:
         return data
 
 
+# The fast suite's judges train on at most this many training rows (a seeded sample, as
+# LoadOptions.max_train), so the suite's cost is bounded whatever the dataset's size: on all of a
+# full-size build's ~136,000 rows their 25 epochs would take hours on 2 cores. It is above the
+# default demo build's training rows (at most 16,575 pairs less its 800+ validation ones), whose
+# judges are unchanged by it; at 16,000 rows they take about 11 minutes on 2 cores.
+JUDGE_MAX_TRAIN = 16_000
+
+
 def _suite(name: str, image_size: int, max_train: int | None, max_validation: int | None, encoder_epochs: int,
            sound_epochs: int, gan_epochs: int, width: int, sound_width: int, gan_width: int, i2s_gan_width: int,
            gan_n_up: int, batch_size: int, flow_epochs: int, flow_width: int, flow_i2s_width: int,
-           flow_steps: int, judge_width: int, judge_epochs: int, judge_sound_epochs: int) -> BenchConfig:
+           flow_steps: int, judge_width: int, judge_epochs: int, judge_sound_epochs: int,
+           judge_max_train: int | None) -> BenchConfig:
     depth = 4 if image_size <= 64 else 5
     return BenchConfig(
         suite=name,
@@ -217,30 +226,31 @@ def _suite(name: str, image_size: int, max_train: int | None, max_validation: in
                                          augment=True),
         judge_sound_training=TrainConfig(epochs=judge_sound_epochs, batch_size=batch_size, lr=3e-3,
                                          schedule="cosine"),
-        judge_max_train=None,
+        judge_max_train=judge_max_train,
     )
 
 
-# smoke: seconds on a tiny dataset (tests); fast: < 10 min on 2 CPU cores; full: the paper's scale.
+# smoke: seconds on a tiny dataset (tests); fast: a bounded CPU budget (on the default demo build, judges
+# 9 min once, then 5 to 7 min a seed, on 2 cores); full: the paper's scale.
 # The fast suite works at 32 px, where a GAN step costs a quarter of a 64 px one, so the GANs get the
 # steps they need. At 32 px the leak-free demo's instruments are a few pixels wide: its judge, on all
-# training pairs with augmentation, recognises 0.494 of the default demo build's real validation
+# its training pairs with augmentation, recognises 0.494 of the default demo build's real validation
 # images (every run reports its figure as the row "image classifier (real)").
 SUITES: dict[str, BenchConfig] = {
     "smoke": _suite("smoke", image_size=32, max_train=None, max_validation=None, encoder_epochs=1, sound_epochs=1,
                     gan_epochs=1, width=8, sound_width=8, gan_width=8, i2s_gan_width=4, gan_n_up=3, batch_size=16,
                     flow_epochs=1, flow_width=8, flow_i2s_width=4, flow_steps=2, judge_width=8, judge_epochs=1,
-                    judge_sound_epochs=1),
+                    judge_sound_epochs=1, judge_max_train=None),
     # flow_epochs = gan_epochs: on 2 quiet cores an S2I-FM epoch costs what an S2I-C epoch does (4.4 s
     # against 4.3 s) and an I2S-FM epoch 1.2x an I2S one, so the flow rows get about the GANs' CPU time.
     "fast": _suite("fast", image_size=32, max_train=2400, max_validation=800, encoder_epochs=4, sound_epochs=5,
                    gan_epochs=6, width=8, sound_width=8, gan_width=16, i2s_gan_width=8, gan_n_up=3, batch_size=32,
                    flow_epochs=6, flow_width=16, flow_i2s_width=8, flow_steps=8, judge_width=16, judge_epochs=10,
-                   judge_sound_epochs=5),
+                   judge_sound_epochs=5, judge_max_train=JUDGE_MAX_TRAIN),
     "full": _suite("full", image_size=128, max_train=None, max_validation=None, encoder_epochs=30, sound_epochs=30,
                    gan_epochs=100, width=64, sound_width=32, gan_width=64, i2s_gan_width=64, gan_n_up=4,
                    batch_size=64, flow_epochs=100, flow_width=64, flow_i2s_width=32, flow_steps=32, judge_width=64,
-                   judge_epochs=30, judge_sound_epochs=30),
+                   judge_epochs=30, judge_sound_epochs=30, judge_max_train=None),
 }
 
 
@@ -673,7 +683,8 @@ def summarize_run(config: BenchConfig, run: str, seeds: tuple[int, ...], data: D
                  "classes": len(set(data.validation.labels.tolist())),
                  "include_silent": data.left_out is None, "silent_left_out": data.left_out},
         "judges": {"sha256": judges.sha256, "manifest_sha256": judges.manifest_sha256, "seed": judges.spec["seed"],
-                   "include_silent": judges.spec["include_silent"]},
+                   "include_silent": judges.spec["include_silent"], "train_pairs": judges.train_pairs,
+                   "max_train": judges.spec["max_train"]},
         "setup": {"image_size": config.load.image_size, "lms": [config.load.lms.n_mels, config.load.lms.n_frames],
                   "mismatch_same_class": config.gan_training.mismatch_same_class,
                   "models": {name: v.description for name, v in config.variants.items()},

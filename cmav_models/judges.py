@@ -9,7 +9,7 @@ A judges folder is published like dataset shards, so two labs can score with the
 
     J/
       image_classifier.pt  sound_classifier.pt  pose_regressor.pt   # weights + network config
-      judges.json    # what they were trained on: manifest sha256, spec, each file's size and sha256
+      judges.json    # what they were trained on: manifest sha256, spec, training pairs, each file's size and sha256
       index.json     # the shards index layout (files, sizes, sha256): `cmav-data verify J` checks it,
                      # `cmav-data download <url>/index.json J` fetches it
 
@@ -86,6 +86,7 @@ class Judges:
     manifest_sha256: str
     spec: dict
     history: dict[str, list[dict[str, float]]]
+    train_pairs: int | None  # the training pairs they learnt from (after spec.max_train); None if not recorded
 
 
 def _build(name: str, network_config: dict) -> nn.Module:
@@ -124,7 +125,7 @@ def train_judges(spec: JudgeSpec, load_train: Callable[[Path], Pairs], out_dir: 
                                   "state_dict": {k: t.cpu() for k, t in model.state_dict().items()}})
         files[name] = {"path": weights.name, "size": weights.stat().st_size, "sha256": sha256_file(weights)}
     record = {"format": JUDGES_FORMAT, "format_version": JUDGES_FORMAT_VERSION, "manifest_sha256": manifest_sha256,
-              "spec": spec.to_dict(), "files": files, "history": history}
+              "spec": spec.to_dict(), "files": files, "history": history, "train_pairs": len(train)}
     judges_json = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
     listed = [IndexedFile(f["path"], f["size"], f["sha256"]) for f in files.values()]
     listed.append(IndexedFile(JUDGES_FILE, len(judges_json), sha256_bytes(judges_json)))
@@ -171,4 +172,5 @@ def load_judges(path: str | os.PathLike, manifest_sha256: str, image_size: int, 
         module = _build(name, state["meta"]["network_config"])
         module.load_state_dict(state["state_dict"])
         modules[name] = module.eval()
-    return Judges(path, modules, sha256_bytes(data), theirs, spec, record.get("history", {}))
+    return Judges(path, modules, sha256_bytes(data), theirs, spec, record.get("history", {}),
+                  record.get("train_pairs"))

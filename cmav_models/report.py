@@ -241,6 +241,14 @@ def audio_table(listing: list[tuple[str, dict[str, str]]]) -> list[str]:
     return lines + [""]
 
 
+def _judge_pairs(judges: dict) -> str:
+    """How many training pairs the judges learnt from, and the suite's cap on them."""
+    n = judges.get("train_pairs")
+    cap = judges.get("max_train")
+    counted = "an unrecorded number of training pairs" if n is None else f"{n} training pairs"
+    return counted + ("" if cap is None else f" (at most {cap}: a seeded sample when there are more)")
+
+
 def report_markdown(payload: dict, figure_seed: int, audio: list[tuple[str, dict[str, str]]] = (),
                     n_examples: int = 0) -> str:
     data, setup, judges = payload["data"], payload["setup"], payload["judges"]
@@ -257,7 +265,7 @@ def report_markdown(payload: dict, figure_seed: int, audio: list[tuple[str, dict
         f"LMS {setup['lms'][0]} x {setup['lms'][1]}. Dataset manifest sha256 `{data['manifest_sha256']}`. "
         "Config: `config.json`; every number with its per-seed values: `metrics.json` (also per-class "
         "accuracy of generated samples).", "",
-        f"Judges (fixed, trained once with seed {judges['seed']}, silent pairs "
+        f"Judges (fixed, trained once with seed {judges['seed']} on {_judge_pairs(judges)}, silent pairs "
         f"{'included' if judges['include_silent'] else 'left out'}): `judges.json` sha256 `{judges['sha256']}`. "
         "Every seed is scored by the same judges, so a seed varies the encoders and generators only.", "",
         "## Results on this dataset (validation split)", "",

@@ -7,9 +7,11 @@ import functools
 import json
 import shutil
 import threading
+from dataclasses import replace
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 from click.testing import CliRunner
@@ -17,7 +19,7 @@ from click.testing import CliRunner
 from cmav_data.checksum import sha256_file
 from cmav_data.shards import download, verify
 from cmav_data.shards.index import read_index
-from cmav_models.bench import SUITES
+from cmav_models.bench import SUITES, make_judges
 from cmav_models.cli import main
 from cmav_models.judges import JUDGE_NAMES, JudgesError, load_judges
 from test_bench import _assert_one_line_error
@@ -67,7 +69,28 @@ def test_run_with_judges_scores_with_them(judges_dir, tiny_dataset, tmp_path):  
     assert result.exit_code == 0, result.output
     (run_dir,) = out.iterdir()  # no judges trained beside the run
     payload = json.loads((run_dir / "metrics.json").read_text())
-    assert payload["judges"]["sha256"] == load_judges(judges_dir, payload["data"]["manifest_sha256"], 32, LMS).sha256
+    judges = load_judges(judges_dir, payload["data"]["manifest_sha256"], 32, LMS)
+    assert payload["judges"]["sha256"] == judges.sha256
+    # The report says how many pairs the judges learnt from: the smoke suite's judges, uncapped, take
+    # every non-silent training pair of the dataset.
+    train = pq.read_table(tiny_dataset / "manifest.parquet", columns=["split", "silent"]).to_pylist()
+    n_train = sum(r["split"] == "train" and not r["silent"] for r in train)
+    assert payload["judges"]["train_pairs"] == judges.train_pairs == n_train
+    assert f"on {n_train} training pairs, silent pairs left out" in (run_dir / "report.md").read_text()
+
+
+def test_judges_train_on_their_capped_sample_and_record_its_size(judges_dir, tiny_dataset, tmp_path):  # noqa: F811
+    # A cap on the judges' pairs (the fast suite's JUDGE_MAX_TRAIN) bounds what they decode and learn
+    # from, and judges.json says how many pairs that was.
+    uncapped = json.loads((judges_dir / "judges.json").read_text())["train_pairs"]
+    cap = uncapped // 2
+    config = replace(SUITES["smoke"], judge_max_train=cap)
+    judges = make_judges(tiny_dataset, tmp_path / "J", config, 0, False, "cpu", None, False)
+    record = json.loads((tmp_path / "J" / "judges.json").read_text())
+    assert record["spec"]["max_train"] == cap
+    # The cap is on training rows; the silent ones among them are then left out.
+    assert 0 < judges.train_pairs == record["train_pairs"] <= cap < uncapped
+    assert judges.sha256 != load_judges(judges_dir, judges.manifest_sha256, 32, LMS).sha256
 
 
 def test_judges_of_another_dataset_are_refused_naming_both_hashes(judges_dir, tiny_dataset, tmp_path):  # noqa: F811
