@@ -130,6 +130,31 @@ def test_pool_workers_exit_soon_after_their_parent_is_killed(tmp_path: Path):
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+    # Run again with --force: the killed run's half-written files and its lock file do not outlive it.
+    subprocess.run([*cmd, "--force"], check=True, capture_output=True)
+    assert not [p for p in (tmp_path / "demo").rglob("*") if p.name.startswith((".tmp-", LOCK_NAME))]
+
+
+def test_make_demo_force_sweeps_a_killed_runs_temporaries_and_waits_for_no_live_writer(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from cmav_data.cli import main
+
+    out = tmp_path / "demo"
+    args = ["make-demo-urmp", str(out), "--pieces", "1", "--seconds", "2-2", "--size", "64x64", "--quiet"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    first = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (piece,) = (p for p in out.iterdir() if p.is_dir())
+    # What a SIGKILL leaves mid-write: a temporary beside the file it would have replaced.
+    (piece / f".tmp-{next(piece.glob('Vid_*')).name}.x1y2.mp4").write_bytes(b"half a video")
+    (out / ".tmp-demo.json.4242").write_bytes(b"{")
+    with output_lock(out, "make-demo-urmp"):  # a live writer: its temporaries are not leftovers
+        refused = CliRunner().invoke(main, [*args, "--force"])
+    assert refused.exit_code == 1
+    assert f"{out} is being written by another cmav process (pid {os.getpid()}, make-demo-urmp)" in refused.output
+    assert (out / ".tmp-demo.json.4242").exists()
+    assert CliRunner().invoke(main, [*args, "--force"]).exit_code == 0
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == first
 
 
 # ---------------------------------------------------------------- builds never write into their inputs

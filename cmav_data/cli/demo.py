@@ -60,6 +60,7 @@ def make_demo_urmp_command(out: Path, pieces: int, seconds, size, seed: int, job
                            time_scale: float | None, force: bool, quiet: bool) -> None:
     """Generate a corpus in URMP's exact layout from real scores (music21), rendered and drawn."""
     from cmav_data.demo import DemoError, DemoOptions, make_demo_urmp
+    from cmav_data.locking import OutputLocked
     from cmav_data.parallel import executor_for
 
     ctx = click.get_current_context()
@@ -76,6 +77,6 @@ def make_demo_urmp_command(out: Path, pieces: int, seconds, size, seed: int, job
                               time_scale=time_scale or 1.0)
         with executor_for(jobs) as executor:
             folders = make_demo_urmp(out, options, executor=executor, progress=not quiet, force=force)
-    except DemoError as e:
+    except (DemoError, OutputLocked) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"{len(folders)} pieces in {out}")

@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 from tqdm import tqdm
 
-from cmav_data.atomic import write_bytes, write_text
+from cmav_data.atomic import sweep_temporaries, write_bytes, write_text
 from cmav_data.checksum import sha256_file
 from cmav_data.demo.contact_sheet import write_contact_sheet
 from cmav_data.demo.errors import DemoError
@@ -35,6 +35,7 @@ from cmav_data.demo.render import (F0_HOP, f0_text, gain_beside, level_parts, mi
                                    score_midi, soundfont_path, write_wav)
 from cmav_data.demo.scores import Excerpt, PieceResult, load_excerpt
 from cmav_data.demo.video import encode, frame_count, frames
+from cmav_data.locking import LOCK_NAME, output_lock
 from cmav_data.manifests import read_table
 from cmav_data.versions import ffmpeg_binary_version, package_versions
 
@@ -158,21 +159,28 @@ def demo_json(options: DemoOptions, results: list[PieceResult]) -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
-def _prepare(out: Path, plans: list[PiecePlan], force: bool) -> None:
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse, before anything is written, an output that is a file, or not empty without --force,
+    or not a demo corpus (a real URMP copy is never touched)."""
     if out.exists() and not out.is_dir():
         raise DemoError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
         if not force:
             raise DemoError(f"{out}: not empty; choose another folder or overwrite with --force")
         if not (out / MARKER_NAME).is_file() and not (out / "demo.json").is_file():
             raise DemoError(f"{out}: not empty and not a demo corpus made by make-demo-urmp (no {MARKER_NAME} or "
                             "demo.json): --force only replaces a demo corpus; choose another folder")
-        # Piece folders of an earlier, larger or different corpus would contradict the new index.
-        keep = {p.folder for p in plans}
-        for child in out.iterdir():
-            if child.is_dir() and FOLDER_RE.match(child.name) and child.name not in keep:
-                shutil.rmtree(child)
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def _prepare(out: Path, plans: list[PiecePlan]) -> None:
+    """Clear what an earlier run into this demo corpus left that the new one would not overwrite."""
+    # Piece folders of an earlier, larger or different corpus would contradict the new index.
+    keep = {p.folder for p in plans}
+    for child in out.iterdir():
+        if child.is_dir() and FOLDER_RE.match(child.name) and child.name not in keep:
+            shutil.rmtree(child)
+    # A killed run leaves the half-written temporaries of the pieces it was rendering.
+    sweep_temporaries(out)
     write_text(out / MARKER_NAME, "a demo corpus made by cmav-data make-demo-urmp\n")
 
 
@@ -190,7 +198,14 @@ def make_demo_urmp(
     """
     out = Path(out_dir)
     plans = plan_corpus(options)
-    _prepare(out, plans, force)
+    _check_out(out, force)
+    with output_lock(out, "make-demo-urmp"):  # one writer: another run's temporaries are not leftovers
+        return _make(out, plans, options, executor, progress)
+
+
+def _make(out: Path, plans: list[PiecePlan], options: DemoOptions, executor: Optional[Executor],
+          progress: bool) -> list[Path]:
+    _prepare(out, plans)
     bar = tqdm(total=len(plans), desc="demo pieces", unit="piece", disable=not progress)
     results: dict[int, PieceResult] = {}
     if executor is None:
