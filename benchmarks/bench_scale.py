@@ -80,7 +80,6 @@ def _commit() -> str:
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 
-COMMIT = _commit()
 
 
 @dataclass
@@ -89,7 +88,7 @@ class Measure:
     rss_mb: float
     note: str = ""
     at: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"))
-    commit: str = field(default_factory=lambda: COMMIT)
+    commit: str = "unknown"  # the checkout's when the step started (a run may span commits)
 
 
 @dataclass
@@ -207,10 +206,11 @@ def make_corpus(work: Path, args: argparse.Namespace, ledger: Ledger) -> tuple[P
     known = ledger.corpus()
     if (corpus / "demo.json").exists():
         return corpus, known or Measure(math.nan, math.nan, "reused")
+    commit = _commit()
     seconds, rss = run_measured([*CLI, "make-demo-urmp", str(corpus), "--like-urmp", "--time-scale",
                                  str(args.time_scale), "--size", args.size, "-j", str(args.jobs), "--quiet",
                                  "--force"])
-    ledger.set_corpus(Measure(seconds, rss))
+    ledger.set_corpus(Measure(seconds, rss, commit=commit))
     return corpus, ledger.corpus()
 
 
@@ -232,6 +232,7 @@ def sub_corpus(corpus: Path, pieces: int, work: Path) -> Path:
 
 
 def _run(cmd: list[str], run: SizeRun, step: str) -> Measure | None:
+    commit = _commit()  # at the start: with an editable install the step runs the code checked out then
     try:
         seconds, rss = run_measured(cmd)
     except subprocess.CalledProcessError as err:
@@ -240,7 +241,7 @@ def _run(cmd: list[str], run: SizeRun, step: str) -> Measure | None:
         errors = [line for line in lines if line.startswith("Error:")]
         run.failed[step] = (errors or lines or [f"exit status {err.returncode}"])[-1][:300]
         return None
-    return Measure(seconds, rss)
+    return Measure(seconds, rss, commit=commit)
 
 
 def run_size(corpus: Path, pieces: int, args: argparse.Namespace, ledger: Ledger) -> SizeRun:
