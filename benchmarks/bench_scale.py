@@ -23,8 +23,8 @@ smallest and largest size. Sizes, time scale, video size and steps are options:
     python benchmarks/bench_scale.py --pieces 4 11 --time-scale 0.02 --size 320x180 --bench-suite smoke
     # the reduced curve (43 minutes on 2 quiet cores)
     python benchmarks/bench_scale.py --pieces 4 11 22 44 --time-scale 0.05 --size 480x270
-    # the full-size run (hours; corpus 47 min, build 9 min, extraction 13 min, then compare and bench;
-    # about 40 GB of disk): URMP's 44 pieces at their lengths at 1080p
+    # the full-size run (about 1.5 hours on 2 cores: corpus 37 min, build 9, extraction 11, compare 8,
+    # bench 15; 41 GB of disk): URMP's 44 pieces at their lengths at 1080p
     python benchmarks/bench_scale.py --pieces 44 --time-scale 1 --size 1920x1080
 
 Each step's numbers are one run (wall time on a shared or quiet machine, as stated by the caller);
@@ -78,8 +78,6 @@ def _commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("+dirty" if dirty else "")
-
-
 
 
 @dataclass

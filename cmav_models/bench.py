@@ -171,7 +171,7 @@ class BenchConfig:
     judge_image_cnn: ImageCNNConfig
     judge_image_training: TrainConfig  # the image classifier and the pose regressor
     judge_sound_training: TrainConfig
-    judge_max_train: int | None  # training pairs (seeded sample over every recording), None = all
+    judge_max_train: int | None  # training rows (a seeded uniform sample), None = all
     gan: str = "gan-cls"  # the GAN rows trained (GAN_CHOICES); the flow-matching rows always are
     metrics: tuple[str, ...] = DEFAULT_METRICS
 
@@ -193,8 +193,8 @@ class BenchConfig:
 # The fast suite's judges train on at most this many training rows (a seeded sample, as
 # LoadOptions.max_train), so the suite's cost is bounded whatever the dataset's size: on all of a
 # full-size build's ~136,000 rows their 25 epochs would take hours on 2 cores. It is above the
-# default demo build's training rows (at most 16,575 pairs less its 800+ validation ones), whose
-# judges are unchanged by it; at 16,000 rows they take about 11 minutes on 2 cores.
+# default demo build's 12,855 training rows, whose judges are unchanged by it; on a full-size build's
+# sample (14,470 rows once the silent ones are left out) they took 8 min 20 s on 2 cores.
 JUDGE_MAX_TRAIN = 16_000
 
 
